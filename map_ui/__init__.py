@@ -1,0 +1,1 @@
+"""E-Monitor map_ui."""

@@ -1,0 +1,1 @@
+"""E-Monitor paramedic_router."""
