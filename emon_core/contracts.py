@@ -142,6 +142,8 @@ class EcgFrame(Contract):
     ``samples`` are in ADC units; millivolts = (sample - baseline_adu) / gain_adu_per_mv.
     ``first_sample_index`` is the device's running sample counter, so frame boundaries
     and deterministic beat ids do not depend on how samples were chunked.
+    ``device_time_ms`` is the device clock (UTC) at the first sample; the device publishes
+    the frame as soon as its last sample is acquired.
     """
 
     type: Literal["ecg_frame"] = "ecg_frame"
