@@ -1,0 +1,483 @@
+"""Streaming QRS detector: Pan-Tompkins/Hamilton-Tompkins style, chunk-invariant, fixed delay.
+
+Why not a library: wfdb's ``XQRS``, NeuroKit2's ``ecg_peaks`` and scipy's ``find_peaks``
+work on a whole recording (batch); none keeps state between chunks or promises a bounded
+delay, and on MIT-BIH they score below the target (XQRS Se 99.35 / +P 99.43, NeuroKit2
+98.84 / 98.31, see ``emon bench signal``). So the detector is written here, vectorised:
+
+* per chunk, numpy/scipy only: band-pass (``sosfilt`` with carried state), 5-point
+  derivative, squaring and a 150 ms moving-window integral (``np.convolve`` over a carried
+  tail, which is bit-exact for any chunking), candidate peaks by a maximum filter;
+* a Python loop over candidate peaks only (a few per second): adaptive signal/noise
+  levels, 200 ms refractory period, T-wave rejection by slope, searchback for missed
+  beats, R-peak location refined on the band-passed then on the raw signal.
+
+Every decision is taken at a stream position that depends on the data only, so any
+chunking (1 sample .. 10 s) gives identical detections, and each R peak at sample ``r`` is
+reported exactly when sample ``r + delay_samples`` arrives (:attr:`delay_samples`; 1.5 s
+with the default config at 360 Hz), or by :meth:`flush` at the end of the stream.
+
+Signal loss: NaN samples are gaps (held at the last value, never crash), runs of identical
+samples are a flat line / lead-off (or saturation when the value is at a rail); candidates
+near bad samples are suppressed, and the adaptive levels are re-learned after them.
+:class:`SignalState` changes are reported per 1 s block (:meth:`pop_state_events`).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import signal
+from scipy.ndimage import maximum_filter1d
+
+from gateway.signal.constants import MODEL_FS_HZ
+
+
+@dataclass(frozen=True)
+class QrsConfig:
+    """Detector settings (times in seconds, frequencies in Hz, amplitudes in mV)."""
+
+    bandpass_hz: tuple[float, float] = (5.0, 15.0)
+    bandpass_order: int = 2  # Butterworth order of each edge
+    integration_s: float = 0.150  # moving-window integral length
+    neighbourhood_s: float = 0.200  # a candidate is the feature maximum within +/- this
+    refractory_s: float = 0.200
+    t_wave_window_s: float = 0.360  # candidates closer than this to the last QRS are T-wave suspects
+    t_wave_slope_ratio: float = 0.5  # ... and rejected when their max slope is below ratio * QRS slope
+    threshold_fraction: float = 0.25  # threshold = noise + fraction * (signal - noise)
+    searchback_rr_factor: float = 1.66  # searchback after this many mean RR without a beat
+    searchback_max_s: float = 1.4  # ... or after this long, whichever is first (bounds the delay)
+    searchback_threshold_ratio: float = 0.5
+    learn_s: float = 1.0  # levels are (re)learned over this long at start and after signal loss
+    raw_refine_s: float = 0.050  # R peak refined on the raw signal within +/- this
+    flat_run_s: float = 0.200  # a run of identical samples this long is a flat line / saturation
+    saturation_mv: float = 4.5  # flat runs at |value| >= this are saturation, not lead-off
+    settle_s: float = 0.400  # candidates this close after bad samples are suppressed
+    state_block_s: float = 1.0  # signal-state reporting granularity
+    noise_candidates_per_s: float = 6.0  # more feature peaks than this per block: noisy
+
+    def __post_init__(self) -> None:
+        lo, hi = self.bandpass_hz
+        if not 0 < lo < hi:
+            raise ValueError(f"bandpass_hz must satisfy 0 < low < high, got {self.bandpass_hz}")
+        if self.bandpass_order < 1:
+            raise ValueError("bandpass_order must be >= 1")
+        for name in (
+            "integration_s", "neighbourhood_s", "refractory_s", "t_wave_window_s",
+            "searchback_max_s", "learn_s", "raw_refine_s", "flat_run_s", "settle_s",
+            "state_block_s", "saturation_mv", "noise_candidates_per_s",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+        if not 0 < self.threshold_fraction < 1:
+            raise ValueError("threshold_fraction must be in (0, 1)")
+        if not 0 < self.searchback_threshold_ratio <= 1:
+            raise ValueError("searchback_threshold_ratio must be in (0, 1]")
+        if not 0 < self.t_wave_slope_ratio < 1:
+            raise ValueError("t_wave_slope_ratio must be in (0, 1)")
+        if self.searchback_rr_factor <= 1:
+            raise ValueError("searchback_rr_factor must be > 1")
+        if self.searchback_max_s <= self.refractory_s:
+            raise ValueError("searchback_max_s must exceed refractory_s")
+
+
+@dataclass(frozen=True)
+class QrsDetection:
+    """One detected R peak.
+
+    Attributes:
+        sample_index: absolute sample index of the R peak at the detector's ``fs_hz``.
+        amplitude_mv: raw R-peak amplitude relative to the local median (signed, mV).
+        quality: feature peak / detection threshold at decision time (>= 1 for normal
+            detections, lower for searchback ones); a rough confidence.
+        searchback: True when the beat was recovered by searchback.
+    """
+
+    sample_index: int
+    amplitude_mv: float
+    quality: float
+    searchback: bool = False
+
+
+class SignalState(enum.Enum):
+    """Signal condition of a block of samples."""
+
+    OK = "ok"
+    FLAT = "flat"  # flat line: lead off or no signal from the electrode
+    SATURATED = "saturated"  # pinned at a rail
+    NOISY = "noisy"  # too many feature peaks to trust detections
+    LOSS = "loss"  # NaN gap: samples missing
+
+
+@dataclass(frozen=True)
+class SignalStateEvent:
+    """The signal state changed to ``state`` at absolute ``sample_index`` (detector rate)."""
+
+    sample_index: int
+    state: SignalState
+
+
+class StreamingQrsDetector:
+    """Detect R peaks in a millivolt ECG stream fed in chunks of any size.
+
+    Args:
+        fs_hz: sampling rate of the input (Hz); the gateway feeds :data:`MODEL_FS_HZ`.
+        config: detector settings, defaults when None.
+
+    The input is the raw (unfiltered) signal in mV; NaN means a missing sample.
+
+    Example:
+        >>> det = StreamingQrsDetector(360.0)
+        >>> beats = det.process(np.zeros(3600)) + det.flush()
+        >>> beats, det.signal_ok
+        ([], False)
+    """
+
+    def __init__(self, fs_hz: float = MODEL_FS_HZ, config: QrsConfig | None = None) -> None:
+        fs = float(fs_hz)
+        if not math.isfinite(fs) or fs < 50.0:
+            raise ValueError(f"fs_hz must be finite and >= 50, got {fs_hz!r}")
+        self.fs_hz = fs
+        self.config = cfg = config or QrsConfig()
+        if cfg.bandpass_hz[1] >= 0.5 * fs:
+            raise ValueError("bandpass high edge must be below fs/2")
+        n = lambda s: max(1, int(round(s * fs)))  # noqa: E731 - seconds to samples
+        self._sos = signal.butter(cfg.bandpass_order, cfg.bandpass_hz, "bandpass", fs=fs, output="sos")
+        self._sos_zi_unit = signal.sosfilt_zi(self._sos)
+        centre = math.sqrt(cfg.bandpass_hz[0] * cfg.bandpass_hz[1])
+        _, gd = signal.group_delay(signal.sos2tf(self._sos), w=[centre], fs=fs)
+        self._bp_delay = int(round(float(gd[0])))
+        self._der = np.array([1.0, 2.0, 0.0, -2.0, -1.0]) * (fs / 8.0)  # 5-point derivative
+        self._n_int = n(cfg.integration_s)
+        self._int_taps = np.full(self._n_int, 1.0 / self._n_int)
+        self._w = n(cfg.neighbourhood_s)
+        self._refr = n(cfg.refractory_s)
+        self._twin = n(cfg.t_wave_window_s)
+        self._sb_max = n(cfg.searchback_max_s)
+        self._learn = n(cfg.learn_s)
+        self._rw = n(cfg.raw_refine_s)
+        self._flat_run = n(cfg.flat_run_s)
+        self._settle = n(cfg.settle_s)
+        self._block = n(cfg.state_block_s)
+        # how far back of a candidate (end of the integration window) the R peak can be
+        self._back = self._n_int + self._bp_delay + 4 + self._rw
+        self._look = self._w + 2  # data needed after a candidate to decide it
+        self.delay_samples = max(self._sb_max - self._refr, self._learn) + self._look + self._back + 1
+        self.reset()
+
+    # -- public API ----------------------------------------------------------------------
+
+    @property
+    def delay_ms(self) -> float:
+        """The fixed reporting delay in milliseconds."""
+        return 1000.0 * self.delay_samples / self.fs_hz
+
+    @property
+    def samples_in(self) -> int:
+        """Samples received so far (absolute index of the next sample)."""
+        return self._n
+
+    @property
+    def signal_ok(self) -> bool:
+        """False while the last complete state block was flat, saturated, noisy or lost."""
+        return self._state is SignalState.OK
+
+    @property
+    def signal_state(self) -> SignalState:
+        """State of the last complete block (FLAT before the first block completes)."""
+        return self._state
+
+    def reset(self) -> None:
+        """Forget everything: the next sample is sample 0 of a new stream."""
+        self._n = 0
+        self._hold = 0.0
+        self._prev = math.nan
+        self._run = 0
+        self._zi_bp: npt.NDArray[np.float64] | None = None
+        self._bp_tail = np.zeros(self._der.size - 1)
+        self._sq_tail = np.zeros(self._n_int - 1)
+        self._start = 0  # absolute index of buffer element 0
+        self._raw = np.empty(0)
+        self._bp = np.empty(0)
+        self._feat = np.empty(0)
+        self._bad = np.empty(0, dtype=bool)
+        self._nan = np.empty(0, dtype=bool)
+        self._cand_from = 0  # candidates below this index were handled
+        self._levels: tuple[float, float] | None = None  # (signal level, noise level)
+        self._need_learn = True
+        self._last_c = -(10**12)  # candidate index of the last QRS
+        self._last_r: int | None = None
+        self._last_slope = 0.0
+        self._rr: list[int] = []
+        self._sb_from = 0  # searchback window start (candidate index)
+        self._noise_peaks: list[tuple[int, float]] = []
+        self._pending: list[QrsDetection] = []
+        self._state = SignalState.FLAT
+        self._events: list[SignalStateEvent] = []
+        self._block_done = 0
+        self._cand_count: dict[int, int] = {}
+        self._flushed = False
+
+    def process(self, chunk: npt.ArrayLike) -> list[QrsDetection]:
+        """Feed samples (mV at ``fs_hz``, NaN = gap); return R peaks now ``delay_samples`` old."""
+        if self._flushed:
+            raise RuntimeError("process() after flush(); call reset() to start a new stream")
+        x = np.asarray(chunk, dtype=np.float64).ravel()
+        if x.size:
+            self._ingest(x)
+            self._decide(self._n - self._look)
+            self._update_states(final=False)
+            self._trim()
+        return self._release(self._n - self.delay_samples)
+
+    def flush(self) -> list[QrsDetection]:
+        """End of stream: decide on the remaining data and return every pending R peak."""
+        if self._flushed:
+            return []
+        self._flushed = True
+        self._decide(self._n, final=True)
+        self._update_states(final=True)
+        return self._release(None)
+
+    def pop_state_events(self) -> list[SignalStateEvent]:
+        """Signal-state changes since the last call (the first block always reports one)."""
+        events, self._events = self._events, []
+        return events
+
+    # -- per-chunk vectorised stage ------------------------------------------------------
+
+    def _ingest(self, x: npt.NDArray[np.float64]) -> None:
+        nan = np.isnan(x)
+        if nan.any():
+            idx = np.where(~nan, np.arange(x.size), -1)
+            np.maximum.accumulate(idx, out=idx)
+            x = np.where(idx >= 0, x[np.maximum(idx, 0)], self._hold)
+        self._hold = float(x[-1])
+        # runs of identical samples (flat line / saturation), carried across chunks
+        same = np.empty(x.size, dtype=bool)
+        same[0] = x[0] == self._prev
+        same[1:] = x[1:] == x[:-1]
+        pos = np.arange(x.size)
+        last_change = np.maximum.accumulate(np.where(same, -1, pos))
+        run = np.where(last_change >= 0, pos - last_change, self._run + pos + 1)
+        self._run = int(run[-1])
+        self._prev = float(x[-1])
+        bad = nan | (run >= self._flat_run)
+        if self._zi_bp is None:
+            self._zi_bp = self._sos_zi_unit * x[0]
+        bp, self._zi_bp = signal.sosfilt(self._sos, x, zi=self._zi_bp)
+        seg = np.concatenate([self._bp_tail, bp])
+        der = np.convolve(seg, self._der, mode="valid")
+        self._bp_tail = seg[seg.size - (self._der.size - 1) :]
+        seg = np.concatenate([self._sq_tail, der * der])
+        feat = np.convolve(seg, self._int_taps, mode="valid")
+        self._sq_tail = seg[seg.size - (self._n_int - 1) :]
+        # append to the rolling buffers (trimmed in _trim once decisions are taken)
+        self._raw = np.concatenate([self._raw, x])
+        self._bp = np.concatenate([self._bp, bp])
+        self._feat = np.concatenate([self._feat, feat])
+        self._bad = np.concatenate([self._bad, bad])
+        self._nan = np.concatenate([self._nan, nan])
+        self._n += x.size
+
+    def _trim(self) -> None:
+        """Drop buffered samples that no pending decision or state block can need any more."""
+        oldest = min(self._cand_from, self._block_done, max(self._sb_from, self._last_c))
+        keep_from = oldest - (self._w + self._back + self._settle + 2)
+        drop = keep_from - self._start
+        if drop > 2 * self._block:  # amortised: trim in steps
+            self._raw = self._raw[drop:]
+            self._bp = self._bp[drop:]
+            self._feat = self._feat[drop:]
+            self._bad = self._bad[drop:]
+            self._nan = self._nan[drop:]
+            self._start += drop
+
+    # -- decisions (Python loop over candidate peaks only) --------------------------------
+
+    def _decide(self, horizon: int, final: bool = False) -> None:
+        """Handle every candidate peak with index < horizon, and due searchbacks, in time order."""
+        lo = max(self._cand_from, self._start)
+        if horizon <= lo:
+            return
+        a = max(lo - self._w, self._start)
+        b = min(horizon + self._w, self._n)
+        f = self._feat[a - self._start : b - self._start]
+        mx = maximum_filter1d(f, size=2 * self._w + 1, mode="nearest")
+        rising = np.empty(f.size, dtype=bool)
+        rising[0] = a == 0 or f[0] > self._feat[a - self._start - 1]
+        rising[1:] = f[1:] > f[:-1]
+        idx = np.flatnonzero((f >= mx) & rising & (f > 0.0)) + a
+        cands = idx[(idx >= lo) & (idx < horizon)].tolist()
+        self._cand_from = horizon
+        for c in cands:
+            if self._need_learn and not final and c + self._learn > self._n:
+                self._cand_from = c  # wait for the learning window; resume from here
+                return
+            self._searchback_until(c)
+            self._candidate(c)
+        self._searchback_until(horizon)
+
+    def _learn_levels(self, c: int) -> None:
+        a = max(c - self._w, self._start) - self._start
+        f = self._feat[a : a + self._learn + self._w]
+        peak = float(f.max()) if f.size else 0.0
+        self._levels = (0.5 * peak, 0.5 * float(f.mean()) if f.size else 0.0)
+        self._need_learn = False
+
+    def _candidate(self, c: int) -> None:
+        s0 = self._start
+        h = float(self._feat[c - s0])
+        blk = c // self._block
+        self._cand_count[blk] = self._cand_count.get(blk, 0) + 1
+        # suppressed near signal loss; levels re-learned afterwards
+        if self._bad[max(c - self._settle - self._back, s0) - s0 : c + self._look - s0].any():
+            self._need_learn = True
+            self._last_r = None
+            self._last_c = -(10**12)
+            self._noise_peaks.clear()
+            return
+        if self._need_learn:
+            self._learn_levels(c)
+        spk, npk = self._levels
+        if c - self._last_c < self._refr:
+            return
+        thr = npk + self.config.threshold_fraction * (spk - npk)
+        if h >= thr:
+            r_bp, slope = self._bp_peak(c)
+            if c - self._last_c < self._twin and slope < self.config.t_wave_slope_ratio * self._last_slope:
+                self._levels = (spk, 0.125 * h + 0.875 * npk)  # a T wave: noise
+                return
+            self._accept(c, h, thr, r_bp, slope, searchback=False)
+            self._levels = (0.125 * h + 0.875 * spk, npk)
+        else:
+            self._levels = (spk, 0.125 * h + 0.875 * npk)
+            self._noise_peaks.append((c, h))
+
+    def _searchback_until(self, t: int) -> None:
+        """Run every searchback due at a time < t (no QRS for the searchback interval)."""
+        while self._last_r is not None and self._levels is not None:
+            if self._rr:
+                interval = min(int(self.config.searchback_rr_factor * sum(self._rr) / len(self._rr)), self._sb_max)
+            else:
+                interval = self._sb_max
+            due = max(self._last_c, self._sb_from) + interval
+            if due >= t:
+                return
+            spk, npk = self._levels
+            thr2 = self.config.searchback_threshold_ratio * (npk + self.config.threshold_fraction * (spk - npk))
+            lo = max(self._last_c + self._refr, self._sb_from)
+            best = None
+            for c, h in self._noise_peaks:
+                if lo <= c <= due and h >= thr2 and (best is None or h > best[1]):
+                    best = (c, h)
+            self._sb_from = due
+            if best is not None:
+                c, h = best
+                r_bp, slope = self._bp_peak(c)
+                self._accept(c, h, thr2 / self.config.searchback_threshold_ratio, r_bp, slope, searchback=True)
+                self._levels = (0.25 * h + 0.75 * spk, npk)
+
+    def _bp_peak(self, c: int) -> tuple[int, float]:
+        """Largest band-passed deflection before candidate c, and the max slope around it."""
+        s0 = self._start
+        a = max(c - self._n_int - 4, s0)
+        seg = self._bp[a - s0 : c + 1 - s0]
+        k = int(np.argmax(np.abs(seg))) + a
+        b0 = max(k - self._rw, s0)
+        slope = float(np.abs(np.diff(self._bp[b0 - s0 : k + self._rw - s0])).max(initial=0.0))
+        return k, slope
+
+    def _accept(self, c: int, h: float, thr: float, r_bp: int, slope: float, searchback: bool) -> None:
+        s0 = self._start
+        est = max(r_bp - self._bp_delay, s0)
+        a, b = max(est - 3 * self._rw, s0), min(est + 3 * self._rw, self._n)
+        base = float(np.median(self._raw[a - s0 : b - s0]))
+        a, b = max(est - self._rw, s0), min(est + self._rw + 1, self._n)
+        win = self._raw[a - s0 : b - s0] - base
+        k = int(np.argmax(np.abs(win)))
+        r = a + k
+        if self._last_r is not None:
+            rr = r - self._last_r
+            if rr > 0:
+                self._rr.append(rr)
+                if len(self._rr) > 8:
+                    self._rr.pop(0)
+        self._last_r = r
+        self._last_c = c
+        self._sb_from = c
+        self._last_slope = slope
+        self._noise_peaks = [p for p in self._noise_peaks if p[0] > c]
+        self._pending.append(QrsDetection(r, float(win[k]), h / thr if thr > 0 else math.inf, searchback))
+
+    def _release(self, upto: int | None) -> list[QrsDetection]:
+        """Detections with sample_index < upto (all when None), in order."""
+        if not self._pending:
+            return []
+        if upto is None:
+            out, self._pending = sorted(self._pending, key=lambda d: d.sample_index), []
+            return out
+        self._pending.sort(key=lambda d: d.sample_index)
+        k = 0
+        while k < len(self._pending) and self._pending[k].sample_index < upto:
+            k += 1
+        out, self._pending = self._pending[:k], self._pending[k:]
+        return out
+
+    # -- signal state ----------------------------------------------------------------------
+
+    def _update_states(self, final: bool) -> None:
+        """Classify each complete block (the last, partial one too when final)."""
+        end = self._n if final else (self._n - self._look) // self._block * self._block
+        while self._block_done < end:
+            a = self._block_done
+            b = min(a + self._block, end)
+            if b - a < self._block and not final:
+                break
+            state = self._block_state(a, b)
+            if state is not self._state or not self._events and a == 0:
+                self._events.append(SignalStateEvent(a, state))
+                self._state = state
+            self._cand_count.pop(a // self._block, None)
+            self._block_done = b
+
+    def _block_state(self, a: int, b: int) -> SignalState:
+        s0 = self._start
+        raw = self._raw[a - s0 : b - s0]
+        bad = self._bad[a - s0 : b - s0]
+        if raw.size == 0:
+            return self._state
+        if self._nan[a - s0 : b - s0].any():
+            return SignalState.LOSS
+        if bad.any():
+            if np.abs(raw[bad]).max() >= self.config.saturation_mv:
+                return SignalState.SATURATED
+            return SignalState.FLAT
+        if self._cand_count.get(a // self._block, 0) > self.config.noise_candidates_per_s * (b - a) / self.fs_hz:
+            return SignalState.NOISY
+        return SignalState.OK
+
+
+def detect_qrs(x_mv: npt.ArrayLike, fs_hz: float = MODEL_FS_HZ, config: QrsConfig | None = None) -> npt.NDArray[np.int64]:
+    """R-peak sample indices of a whole signal: exactly the streaming path in one call.
+
+    Args:
+        x_mv: ECG in millivolts (NaN = missing samples), raw, any baseline.
+        fs_hz: its sampling rate (Hz).
+        config: detector settings.
+
+    Returns:
+        int64 array of R-peak sample indices (empty for empty, flat or all-NaN input).
+
+    Example:
+        >>> detect_qrs(np.zeros(0), 360.0)
+        array([], dtype=int64)
+    """
+    det = StreamingQrsDetector(fs_hz, config)
+    beats = det.process(x_mv) + det.flush()
+    return np.fromiter((d.sample_index for d in beats), dtype=np.int64, count=len(beats))
