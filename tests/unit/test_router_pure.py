@@ -51,7 +51,7 @@ def test_rank_uses_geodesic_and_eta():
     idx.upsert("far", 48.30, 16.37, True)
     idx.upsert("near", 48.21, 16.37, True)
     ranked = rank_candidates(48.20, 16.37, idx.nearest(48.20, 16.37), speed_kmh=36, road_factor=1.0, dispatch_s=0)
-    assert [c.unit_id for c in ranked] == ["near", "far"]
+    assert [c.unit_id for c in ranked] == ["near"]  # "far" cannot win: not measured
     assert ranked[0].distance_m == pytest.approx(1112, rel=0.01)
     assert ranked[0].eta_s == pytest.approx(ranked[0].distance_m / 10.0, abs=0.2)
 
@@ -86,3 +86,18 @@ def test_queue_orders_by_severity_then_age():
     q.push(_q("urgent-new", 0, 400))  # escalated: replaces the old entry
     assert [q.pop().alert_id for _ in range(len(q))] == ["urgent-new", "urgent-old"]
     assert q.pop() is None and q.peek() is None
+
+
+def test_pruned_ranking_finds_the_geodesic_nearest():
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        idx = UnitIndex()
+        # near-ties in different directions, where sphere and ellipsoid disagree most
+        for n in range(30):
+            bearing = rng.uniform(0, 2 * np.pi)
+            r = 0.02 + rng.uniform(0, 0.0005)
+            idx.upsert(f"u{n}", 48.2 + r * np.cos(bearing), 16.37 + r * np.sin(bearing) / 0.66, True)
+        cands = idx.nearest(48.2, 16.37, k=30)
+        best = min(cands, key=lambda c: geodesic((48.2, 16.37), (c.lat, c.lon)).meters)
+        ranked = rank_candidates(48.2, 16.37, cands, speed_kmh=40, road_factor=1.3, dispatch_s=0)
+        assert ranked[0].unit_id == best.unit_id

@@ -1,0 +1,120 @@
+"""``emon bench router``: assignments/s and decision time with 10,000 units and 1,000 open alerts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from emon_core.contracts import Alert, GeoPoint, Severity
+from paramedic_router.memory_store import MemoryStore
+from paramedic_router.queue import QueuedAlert
+from paramedic_router.service import Router
+from paramedic_router.settings import RouterSettings
+
+CENTRE = (48.2082, 16.3738)
+BENCH_KEYSPACE = "emon_bench"
+
+
+def _pct(values: Any, q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else float("nan")
+
+
+def _world(n_units: int, n_alerts: int, seed: int = 42) -> tuple[np.ndarray, list[QueuedAlert]]:
+    rng = np.random.default_rng(seed)
+    units = np.column_stack([CENTRE[0] + rng.uniform(-0.15, 0.15, n_units),
+                             CENTRE[1] + rng.uniform(-0.25, 0.25, n_units)])
+    items = []
+    for i in range(n_alerts):
+        sev = Severity.CRITICAL if i % 3 == 0 else Severity.URGENT
+        items.append(QueuedAlert(sev.rank, 1_700_000_000_000 + i, f"bench-alert-{i:05d}", f"pat-{i:05d}",
+                                 CENTRE[0] + float(rng.uniform(-0.15, 0.15)),
+                                 CENTRE[1] + float(rng.uniform(-0.25, 0.25)), sev.value))
+    return units, items
+
+
+def _run(router: Router, items: list[QueuedAlert], batch: int) -> float:
+    t0 = time.perf_counter()
+    for start in range(0, len(items), batch):
+        router.dispatch([(it, 0, set()) for it in items[start:start + batch]])
+        router.flush_writes()
+    return time.perf_counter() - t0
+
+
+def bench_memory(n_units: int, n_alerts: int) -> dict[str, float]:
+    units, items = _world(n_units, n_alerts)
+    store = MemoryStore()
+    for i, (lat, lon) in enumerate(units):
+        store.add_unit(f"unit-{i:05d}", float(lat), float(lon))
+    router = Router(store, lambda a: None, RouterSettings())
+    router.load()
+    # one-by-one, as alerts arrive
+    elapsed = _run(router, items, batch=1)
+    n = router.counters["assigned"]
+    return {"assignments": n, "assignments_per_s": n / elapsed,
+            "decision_p50_ms": _pct(router.decision_ms, 50), "decision_p99_ms": _pct(router.decision_ms, 99),
+            "decision_max_ms": float(max(router.decision_ms))}
+
+
+def bench_cassandra(n_units: int, n_alerts: int, batch: int) -> dict[str, float]:
+    from emon_core.settings import CassandraSettings, load
+    from paramedic_router.claims import DispatchStore, apply_schema, connect
+
+    cfg = load(CassandraSettings)
+    session = connect(cfg.model_copy(update={"keyspace": cfg.keyspace}), wait_s=5)
+    session.execute(f"CREATE KEYSPACE IF NOT EXISTS {BENCH_KEYSPACE} WITH replication = {cfg.replication}")
+    session.set_keyspace(BENCH_KEYSPACE)
+    apply_schema(session)
+    for table in ("units", "unit_positions", "assignments_by_alert", "assignments_by_unit", "dispatch_queue",
+                  "unit_status_log"):
+        session.execute(f"TRUNCATE {table}")
+    units, items = _world(n_units, n_alerts)
+    store = DispatchStore(session)
+    ins = session.prepare("INSERT INTO units (unit_id, crew, base_lat, base_lon, status, updated_at_ms) "
+                          "VALUES (?, '', ?, ?, 'available', 0)")
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    execute_concurrent_with_args(session, ins, [(f"unit-{i:05d}", float(a), float(b)) for i, (a, b) in
+                                                enumerate(units)], concurrency=128)
+    router = Router(store, lambda a: None, RouterSettings(claim_concurrency=128))
+    router.load()
+    elapsed = _run(router, items, batch=batch)
+    n = router.counters["assigned"]
+    session.cluster.shutdown()
+    return {"assignments": n, "assignments_per_s": n / elapsed, "batch": batch,
+            "decision_p50_ms": _pct(router.decision_ms, 50), "decision_p99_ms": _pct(router.decision_ms, 99),
+            "claim_p50_ms": _pct(router.claim_ms, 50), "claim_p99_ms": _pct(router.claim_ms, 99)}
+
+
+def bench_router(args: argparse.Namespace) -> int:
+    p = argparse.ArgumentParser(prog="emon bench router")
+    p.add_argument("--units", type=int, default=10_000)
+    p.add_argument("--alerts", type=int, default=1_000)
+    p.add_argument("--batch", type=int, default=100, help="alerts decided per claim round (Kafka poll batch)")
+    p.add_argument("--no-cassandra", action="store_true")
+    opts = p.parse_args(getattr(args, "rest", []) or [])
+    logging.getLogger("paramedic_router").setLevel(logging.WARNING)
+    n_alerts = 300 if getattr(args, "quick", False) else opts.alerts
+    figures: dict[str, Any] = {"units": opts.units, "open_alerts": n_alerts}
+    figures["decision_only"] = mem = bench_memory(opts.units, n_alerts)
+    print(f"router bench: {opts.units} units, {n_alerts} open alerts")
+    print(f"  decisions (in-memory claim): {mem['assignments_per_s']:.0f} assignments/s, "
+          f"decision p50 {mem['decision_p50_ms']:.3f} ms, p99 {mem['decision_p99_ms']:.3f} ms")
+    if not opts.no_cassandra:
+        try:
+            cas = bench_cassandra(opts.units, n_alerts, opts.batch)
+        except Exception as err:  # Cassandra not running: report the decision part only
+            print(f"  Cassandra claims: skipped ({type(err).__name__}: {str(err)[:120]})")
+        else:
+            figures["with_cassandra"] = cas
+            print(f"  with Cassandra LWT claims (batches of {opts.batch}): {cas['assignments_per_s']:.0f} "
+                  f"assignments/s, decision p99 {cas['decision_p99_ms']:.3f} ms, claim p50 "
+                  f"{cas['claim_p50_ms']:.2f} ms, claim p99 {cas['claim_p99_ms']:.2f} ms")
+    if args.json_path:
+        with open(args.json_path, "w") as fh:
+            json.dump(figures, fh, indent=2)
+    return 0
