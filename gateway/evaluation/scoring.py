@@ -59,6 +59,7 @@ def match_beats(
     fs_hz: float,
     window_s: float = 0.150,
     start_s: float = 300.0,
+    exclude: npt.ArrayLike | None = None,
 ) -> MatchResult:
     """Match detections to reference beats one-to-one within ``window_s`` seconds (EC57 style).
 
@@ -73,6 +74,10 @@ def match_beats(
         fs_hz: the sampling rate both index arrays refer to.
         window_s: match tolerance in seconds (inclusive).
         start_s: beats before this time are not scored.
+        exclude: optional ``(k, 2)`` sample intervals ``[start, end]`` whose reference beats
+            and detections are ignored altogether, e.g. :func:`vf_intervals` (EC57 scores
+            ventricular flutter/fibrillation separately from QRS detection). Default: none,
+            every beat counts.
 
     Example:
         >>> r = match_beats([400, 800, 1200], [402, 1230, 1500], fs_hz=360.0, start_s=0.0)
@@ -83,6 +88,13 @@ def match_beats(
         raise ValueError(f"fs_hz must be > 0, got {fs_hz!r}")
     ref = np.asarray(ref_samples, dtype=np.int64).ravel()
     det = np.asarray(det_samples, dtype=np.int64).ravel()
+    if exclude is not None:
+        ref_keep = ~_inside(ref, exclude)
+        det_keep = ~_inside(det, exclude)
+        res = match_beats(ref[ref_keep], det[det_keep], fs_hz, window_s, start_s)
+        ref_ids, det_ids = np.flatnonzero(ref_keep), np.flatnonzero(det_keep)
+        pairs = np.stack([ref_ids[res.pairs[:, 0]], det_ids[res.pairs[:, 1]]], axis=1)
+        return MatchResult(res.tp, res.fn, res.fp, pairs.reshape(-1, 2).astype(np.int64))
     ref_order = np.argsort(ref, kind="stable")
     det_order = np.argsort(det, kind="stable")
     r, d = ref[ref_order], det[det_order]
@@ -114,6 +126,38 @@ def match_beats(
     fp = int(((~det_used) & (d >= start)).sum())
     out_pairs = np.stack([ref_order[pr[tp_mask, 0]], det_order[pr[tp_mask, 1]]], axis=1) if pr.size else pr
     return MatchResult(tp=tp, fn=fn, fp=fp, pairs=out_pairs.astype(np.int64).reshape(-1, 2))
+
+
+def _inside(samples: npt.NDArray[np.int64], intervals: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    iv = np.asarray(intervals, dtype=np.int64).reshape(-1, 2)
+    mask = np.zeros(samples.size, dtype=bool)
+    for a, b in iv:
+        mask |= (samples >= a) & (samples <= b)
+    return mask
+
+
+def vf_intervals(ann_samples: npt.ArrayLike, ann_symbols: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """``(k, 2)`` sample intervals of ventricular flutter/fibrillation, from ``[`` to ``]`` annotations.
+
+    An episode still open at the end of the annotations runs to the last annotation.
+
+    Example:
+        >>> vf_intervals([10, 50, 90, 120], ["N", "[", "!", "]"]).tolist()
+        [[50, 120]]
+    """
+    samples = np.asarray(ann_samples, dtype=np.int64)
+    symbols = np.asarray(ann_symbols, dtype=str)
+    out: list[tuple[int, int]] = []
+    start: int | None = None
+    for t, sym in zip(samples.tolist(), symbols.tolist()):
+        if sym == "[" and start is None:
+            start = t
+        elif sym == "]" and start is not None:
+            out.append((start, t))
+            start = None
+    if start is not None and samples.size:
+        out.append((start, int(samples[-1])))
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
 
 
 def load_record(

@@ -44,14 +44,19 @@ class QrsConfig:
     bandpass_hz: tuple[float, float] = (5.0, 15.0)
     bandpass_order: int = 2  # Butterworth order of each edge
     integration_s: float = 0.150  # moving-window integral length
+    feature_power: int = 1  # integrate |derivative| ** power (2: Pan-Tompkins squaring; 1 compresses PVCs)
     neighbourhood_s: float = 0.200  # a candidate is the feature maximum within +/- this
     refractory_s: float = 0.200
-    t_wave_window_s: float = 0.360  # candidates closer than this to the last QRS are T-wave suspects
+    t_wave_window_s: float = 0.300  # candidates closer than this to the last QRS are T-wave suspects
     t_wave_slope_ratio: float = 0.5  # ... and rejected when their max slope is below ratio * QRS slope
+    t_wave_height_ratio: float = 1e9  # ... and their feature peak is below ratio * signal level
+    min_feature_mv_s: float = 0.5  # feature peaks below this (mean |slope|, mV/s) are never QRS
+    level_clip: float = 1e9  # a peak moves the signal level as if it were at most clip * level
     threshold_fraction: float = 0.25  # threshold = noise + fraction * (signal - noise)
     searchback_rr_factor: float = 1.66  # searchback after this many mean RR without a beat
     searchback_max_s: float = 1.4  # ... or after this long, whichever is first (bounds the delay)
     searchback_threshold_ratio: float = 0.5
+    searchback_decay: float = 1.0  # signal level -> noise + decay * (signal - noise) after a failed searchback
     learn_s: float = 1.0  # levels are (re)learned over this long at start and after signal loss
     raw_refine_s: float = 0.050  # R peak refined on the raw signal within +/- this
     flat_run_s: float = 0.200  # a run of identical samples this long is a flat line / saturation
@@ -64,6 +69,8 @@ class QrsConfig:
         lo, hi = self.bandpass_hz
         if not 0 < lo < hi:
             raise ValueError(f"bandpass_hz must satisfy 0 < low < high, got {self.bandpass_hz}")
+        if self.feature_power not in (1, 2):
+            raise ValueError("feature_power must be 1 or 2")
         if self.bandpass_order < 1:
             raise ValueError("bandpass_order must be >= 1")
         for name in (
@@ -165,6 +172,7 @@ class StreamingQrsDetector:
         self._settle = n(cfg.settle_s)
         self._block = n(cfg.state_block_s)
         # how far back of a candidate (end of the integration window) the R peak can be
+        self._floor = cfg.min_feature_mv_s
         self._back = self._n_int + self._bp_delay + 4 + self._rw
         self._look = self._w + 2  # data needed after a candidate to decide it
         self.delay_samples = max(self._sb_max - self._refr, self._learn) + self._look + self._back + 1
@@ -274,7 +282,7 @@ class StreamingQrsDetector:
         seg = np.concatenate([self._bp_tail, bp])
         der = np.convolve(seg, self._der, mode="valid")
         self._bp_tail = seg[seg.size - (self._der.size - 1) :]
-        seg = np.concatenate([self._sq_tail, der * der])
+        seg = np.concatenate([self._sq_tail, der * der if self.config.feature_power == 2 else np.abs(der)])
         feat = np.convolve(seg, self._int_taps, mode="valid")
         self._sq_tail = seg[seg.size - (self._n_int - 1) :]
         # append to the rolling buffers (trimmed in _trim once decisions are taken)
@@ -312,7 +320,7 @@ class StreamingQrsDetector:
         rising = np.empty(f.size, dtype=bool)
         rising[0] = a == 0 or f[0] > self._feat[a - self._start - 1]
         rising[1:] = f[1:] > f[:-1]
-        idx = np.flatnonzero((f >= mx) & rising & (f > 0.0)) + a
+        idx = np.flatnonzero((f >= mx) & rising & (f > self._floor)) + a
         cands = idx[(idx >= lo) & (idx < horizon)].tolist()
         self._cand_from = horizon
         for c in cands:
@@ -350,11 +358,15 @@ class StreamingQrsDetector:
         thr = npk + self.config.threshold_fraction * (spk - npk)
         if h >= thr:
             r_bp, slope = self._bp_peak(c)
-            if c - self._last_c < self._twin and slope < self.config.t_wave_slope_ratio * self._last_slope:
+            if (
+                c - self._last_c < self._twin
+                and slope < self.config.t_wave_slope_ratio * self._last_slope
+                and h < self.config.t_wave_height_ratio * spk
+            ):
                 self._levels = (spk, 0.125 * h + 0.875 * npk)  # a T wave: noise
                 return
             self._accept(c, h, thr, r_bp, slope, searchback=False)
-            self._levels = (0.125 * h + 0.875 * spk, npk)
+            self._levels = (0.125 * min(h, self.config.level_clip * spk) + 0.875 * spk, npk)
         else:
             self._levels = (spk, 0.125 * h + 0.875 * npk)
             self._noise_peaks.append((c, h))
@@ -381,7 +393,9 @@ class StreamingQrsDetector:
                 c, h = best
                 r_bp, slope = self._bp_peak(c)
                 self._accept(c, h, thr2 / self.config.searchback_threshold_ratio, r_bp, slope, searchback=True)
-                self._levels = (0.25 * h + 0.75 * spk, npk)
+                self._levels = (0.25 * min(h, self.config.level_clip * spk) + 0.75 * spk, npk)
+            else:  # nothing even at half threshold: the amplitude may have dropped; lower the signal level
+                self._levels = (npk + self.config.searchback_decay * (spk - npk), npk)
 
     def _bp_peak(self, c: int) -> tuple[int, float]:
         """Largest band-passed deflection before candidate c, and the max slope around it."""
@@ -400,7 +414,9 @@ class StreamingQrsDetector:
         base = float(np.median(self._raw[a - s0 : b - s0]))
         a, b = max(est - self._rw, s0), min(est + self._rw + 1, self._n)
         win = self._raw[a - s0 : b - s0] - base
-        k = int(np.argmax(np.abs(win)))
+        mag = np.abs(win)
+        top = np.flatnonzero(mag == mag.max())
+        k = int(top[top.size // 2])  # the middle of a clipped (flat) top
         r = a + k
         if self._last_r is not None:
             rr = r - self._last_r
