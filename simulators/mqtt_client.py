@@ -13,7 +13,15 @@ def device_password(device_id: str) -> str:
     try:
         from emon_core.adapters.mqtt import device_password as derive
     except ModuleNotFoundError as err:
-        raise ConfigError("emon_core.adapters.mqtt (device_password) is not available yet") from err
+        from emon_core.settings import dev_credentials
+
+        password = dev_credentials().get(device_id)
+        if password is None:
+            raise ConfigError(
+                f"no MQTT password for {device_id}: emon_core.adapters.mqtt is missing and "
+                "no generated credentials exist (run `emon services up`)"
+            ) from err
+        return password
     return derive(device_id)
 
 

@@ -9,7 +9,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from emon_core.errors import ConfigError, ServiceError
 from emon_core.registry import sim_device_id, sim_patient_id, sim_site_id
@@ -90,7 +90,9 @@ def validate(args: argparse.Namespace) -> None:
     args.mqtt_settings = load(MqttSettings, **overrides)
 
 
-def run_devices(args: argparse.Namespace) -> int:
+def run_devices(args: argparse.Namespace, on_running: Callable[[Fleet], None] | None = None) -> int:
+    """Run the fleet to the end; ``on_running(fleet)`` is called once the clocks started
+    (tests use it to break connections mid-run)."""
     validate(args)
     t_setup = time.monotonic()
     recorder = TruthRecorder(args.truth)
@@ -138,6 +140,8 @@ def run_devices(args: argparse.Namespace) -> int:
         cpu0, wall0 = cpu_seconds(), time.monotonic()
         if args.status_every > 0:
             progress.start()
+        if on_running is not None:
+            on_running(fleet)
         while fleet.alive():
             fleet.join(0.5)
         wall_s, cpu_s = time.monotonic() - wall0, cpu_seconds() - cpu0
