@@ -329,13 +329,23 @@ class Router:
                     self._set_unit(pos.unit_id, UnitState(UnitStatus.AVAILABLE))
 
     def on_assignment_event(self, a: Assignment) -> None:
-        """Assignments from the topic: other routers' claims, dispatcher release/reassign requests."""
+        """Assignments from the topic: other routers' claims and dispatcher requests.
+
+        A dispatcher (the map) asks by publishing the current assignment with status
+        ``released`` (reassign: release this unit, send the next nearest) or ``completed``
+        (resolved: release the unit, send nobody). The router's own echoes no longer match an
+        active assignment and are ignored.
+        """
         act = self.active.get(a.alert_id)
         if act is not None and act.assignment.assignment_id == a.assignment_id:
             if a.status in (AssignmentStatus.RELEASED, AssignmentStatus.TIMED_OUT) and act.assignment.status != a.status:
                 # a dispatcher asked for another unit: release this one and try the next nearest
                 self._end(a.alert_id, AssignmentStatus.RELEASED, "dispatcher reassign")
                 self.dispatch([(act.item, act.assignment.attempt + 1, act.tried)])
+            elif a.status == AssignmentStatus.COMPLETED and act.assignment.status != a.status:
+                # a dispatcher resolved the alert: the unit is free, nobody else is sent
+                self.completed.add(a.alert_id)
+                self._end(a.alert_id, AssignmentStatus.COMPLETED, "dispatcher resolved")
             return
         if a.alert_id in self.active:
             return

@@ -142,3 +142,13 @@ def test_unknown_unit_registers_from_first_report():
     r.on_position(pos("unit-0001", UnitStatus.AVAILABLE))
     r.on_alert(alert("a1"))
     assert sent[0].unit_id == "unit-0001"
+
+
+def test_dispatcher_resolve_request_frees_unit_without_reassign():
+    r, store, sent, _ = make({"u1": (C_LAT, C_LON), "u2": (C_LAT + 0.01, C_LON)})
+    r.on_alert(alert("a1"))
+    r.on_assignment_event(sent[0].model_copy(update={"status": AssignmentStatus.COMPLETED}))
+    assert [(a.unit_id, a.status) for a in sent[1:]] == [("u1", AssignmentStatus.COMPLETED)]
+    assert store.units["u1"].status == "available" and "a1" not in r.active
+    r.on_alert(alert("a1", version=2))
+    assert len(sent) == 2
