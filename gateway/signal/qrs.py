@@ -14,12 +14,15 @@ delay, and on MIT-BIH they score below the target (XQRS Se 99.35 / +P 99.43, Neu
 
 Every decision is taken at a stream position that depends on the data only, so any
 chunking (1 sample .. 10 s) gives identical detections, and each R peak at sample ``r`` is
-reported exactly when sample ``r + delay_samples`` arrives (:attr:`delay_samples`; 1.5 s
-with the default config at 360 Hz), or by :meth:`flush` at the end of the stream.
+reported exactly when sample ``r + delay_samples`` arrives (:attr:`delay_samples`: 599
+samples = 1.66 s with the default config at 360 Hz; the bound comes from the searchback
+interval, at most 1.4 s after the previous beat), or by :meth:`flush` at the end of the stream.
 
 Signal loss: NaN samples are gaps (held at the last value, never crash), runs of identical
 samples are a flat line / lead-off (or saturation when the value is at a rail); candidates
 near bad samples are suppressed, and the adaptive levels are re-learned after them.
+Ventricular flutter/fibrillation-like stretches (Kuo & Dillman's VF-filter leakage below
+0.406, with hysteresis) have no QRS complexes: no beats are reported there.
 :class:`SignalState` changes are reported per 1 s block (:meth:`pop_state_events`).
 """
 
@@ -34,6 +37,7 @@ import numpy.typing as npt
 from scipy import signal
 from scipy.ndimage import maximum_filter1d
 
+from gateway.signal._sosfilt import SosState
 from gateway.signal.constants import MODEL_FS_HZ
 
 
@@ -63,6 +67,10 @@ class QrsConfig:
     saturation_mv: float = 4.5  # flat runs at |value| >= this are saturation, not lead-off
     settle_s: float = 0.400  # candidates this close after bad samples are suppressed
     state_block_s: float = 1.0  # signal-state reporting granularity
+    vf_window_s: float = 4.0  # VF-filter leakage window (Kuo & Dillman 1978), ends vf_lookahead_s after
+    vf_lookahead_s: float = 0.7  # ... the candidate's half-second block
+    vf_enter_leakage: float = 0.406  # leakage below this: ventricular flutter/fibrillation-like
+    vf_exit_leakage: float = 0.6  # ... until it rises above this (hysteresis)
     noise_candidates_per_s: float = 6.0  # more feature peaks than this per block: noisy
 
     def __post_init__(self) -> None:
@@ -76,7 +84,7 @@ class QrsConfig:
         for name in (
             "integration_s", "neighbourhood_s", "refractory_s", "t_wave_window_s",
             "searchback_max_s", "learn_s", "raw_refine_s", "flat_run_s", "settle_s",
-            "state_block_s", "saturation_mv", "noise_candidates_per_s",
+            "state_block_s", "saturation_mv", "noise_candidates_per_s", "vf_window_s", "vf_lookahead_s",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -89,6 +97,10 @@ class QrsConfig:
             raise ValueError("t_wave_slope_ratio must be in (0, 1)")
         if self.searchback_rr_factor <= 1:
             raise ValueError("searchback_rr_factor must be > 1")
+        if not 0 < self.vf_enter_leakage <= self.vf_exit_leakage:
+            raise ValueError("need 0 < vf_enter_leakage <= vf_exit_leakage")
+        if self.vf_lookahead_s >= self.vf_window_s:
+            raise ValueError("vf_lookahead_s must be shorter than vf_window_s")
         if self.searchback_max_s <= self.refractory_s:
             raise ValueError("searchback_max_s must exceed refractory_s")
 
@@ -119,6 +131,7 @@ class SignalState(enum.Enum):
     SATURATED = "saturated"  # pinned at a rail
     NOISY = "noisy"  # too many feature peaks to trust detections
     LOSS = "loss"  # NaN gap: samples missing
+    VF_LIKE = "vf_like"  # sinusoidal ventricular flutter/fibrillation-like: no QRS to report
 
 
 @dataclass(frozen=True)
@@ -155,7 +168,6 @@ class StreamingQrsDetector:
             raise ValueError("bandpass high edge must be below fs/2")
         n = lambda s: max(1, int(round(s * fs)))  # noqa: E731 - seconds to samples
         self._sos = signal.butter(cfg.bandpass_order, cfg.bandpass_hz, "bandpass", fs=fs, output="sos")
-        self._sos_zi_unit = signal.sosfilt_zi(self._sos)
         centre = math.sqrt(cfg.bandpass_hz[0] * cfg.bandpass_hz[1])
         _, gd = signal.group_delay(signal.sos2tf(self._sos), w=[centre], fs=fs)
         self._bp_delay = int(round(float(gd[0])))
@@ -171,11 +183,17 @@ class StreamingQrsDetector:
         self._flat_run = n(cfg.flat_run_s)
         self._settle = n(cfg.settle_s)
         self._block = n(cfg.state_block_s)
+        self._sos_vf = signal.butter(2, (1.0, min(30.0, 0.45 * fs)), "bandpass", fs=fs, output="sos")
+        self._vf_blk = n(0.5)
+        self._vf_win = n(cfg.vf_window_s)
+        self._vf_ahead = n(cfg.vf_lookahead_s)
         # how far back of a candidate (end of the integration window) the R peak can be
         self._floor = cfg.min_feature_mv_s
         self._back = self._n_int + self._bp_delay + 4 + self._rw
         self._look = self._w + 2  # data needed after a candidate to decide it
-        self.delay_samples = max(self._sb_max - self._refr, self._learn) + self._look + self._back + 1
+        self.delay_samples = (
+            max(self._sb_max - self._refr, self._learn, self._vf_blk + self._vf_ahead) + self._look + self._back + 1
+        )
         self.reset()
 
     # -- public API ----------------------------------------------------------------------
@@ -206,15 +224,21 @@ class StreamingQrsDetector:
         self._hold = 0.0
         self._prev = math.nan
         self._run = 0
-        self._zi_bp: npt.NDArray[np.float64] | None = None
+        self._f_bp: SosState | None = None
+        self._f_vf: SosState | None = None
+        self._vf_next = 0  # next half-second block whose VF flag is to be computed
+        self._vf_on = False
+        self._vf_flags: dict[int, bool] = {}
+        self._vf_count: dict[int, int] = {}
         self._bp_tail = np.zeros(self._der.size - 1)
         self._sq_tail = np.zeros(self._n_int - 1)
-        self._start = 0  # absolute index of buffer element 0
-        self._raw = np.empty(0)
-        self._bp = np.empty(0)
-        self._feat = np.empty(0)
-        self._bad = np.empty(0, dtype=bool)
-        self._nan = np.empty(0, dtype=bool)
+        # rolling buffers: rows of _fbuf are raw, band-passed, feature, VF-band signals; rows of
+        # _bbuf are bad-sample and NaN flags; element 0 is absolute sample _start, _len are valid
+        self._start = 0
+        self._len = 0
+        self._fbuf = np.empty((4, 16 * self._block))
+        self._bbuf = np.empty((2, 16 * self._block), dtype=bool)
+        self._views()
         self._cand_from = 0  # candidates below this index were handled
         self._levels: tuple[float, float] | None = None  # (signal level, noise level)
         self._need_learn = True
@@ -240,7 +264,6 @@ class StreamingQrsDetector:
             self._ingest(x)
             self._decide(self._n - self._look)
             self._update_states(final=False)
-            self._trim()
         return self._release(self._n - self.delay_samples)
 
     def flush(self) -> list[QrsDetection]:
@@ -276,35 +299,54 @@ class StreamingQrsDetector:
         self._run = int(run[-1])
         self._prev = float(x[-1])
         bad = nan | (run >= self._flat_run)
-        if self._zi_bp is None:
-            self._zi_bp = self._sos_zi_unit * x[0]
-        bp, self._zi_bp = signal.sosfilt(self._sos, x, zi=self._zi_bp)
+        if self._f_bp is None:
+            self._f_bp = SosState(self._sos, x[0])
+            self._f_vf = SosState(self._sos_vf, x[0])
+        bp = self._f_bp(x)
+        vfsig = self._f_vf(x)  # type: ignore[misc]
         seg = np.concatenate([self._bp_tail, bp])
         der = np.convolve(seg, self._der, mode="valid")
         self._bp_tail = seg[seg.size - (self._der.size - 1) :]
         seg = np.concatenate([self._sq_tail, der * der if self.config.feature_power == 2 else np.abs(der)])
         feat = np.convolve(seg, self._int_taps, mode="valid")
         self._sq_tail = seg[seg.size - (self._n_int - 1) :]
-        # append to the rolling buffers (trimmed in _trim once decisions are taken)
-        self._raw = np.concatenate([self._raw, x])
-        self._bp = np.concatenate([self._bp, bp])
-        self._feat = np.concatenate([self._feat, feat])
-        self._bad = np.concatenate([self._bad, bad])
-        self._nan = np.concatenate([self._nan, nan])
-        self._n += x.size
+        # append to the rolling buffers
+        n = x.size
+        if self._len + n > self._fbuf.shape[1]:
+            self._compact(n)
+        i = self._len
+        self._fbuf[0, i : i + n] = x
+        self._fbuf[1, i : i + n] = bp
+        self._fbuf[2, i : i + n] = feat
+        self._fbuf[3, i : i + n] = vfsig
+        self._bbuf[0, i : i + n] = bad
+        self._bbuf[1, i : i + n] = nan
+        self._len += n
+        self._n += n
+        self._views()
 
-    def _trim(self) -> None:
-        """Drop buffered samples that no pending decision or state block can need any more."""
+    def _views(self) -> None:
+        n = self._len
+        self._raw, self._bp, self._feat, self._vfsig = (self._fbuf[k, :n] for k in range(4))
+        self._bad, self._nan = self._bbuf[0, :n], self._bbuf[1, :n]
+
+    def _compact(self, incoming: int) -> None:
+        """Drop samples no pending decision or state block can need; grow when still short."""
         oldest = min(self._cand_from, self._block_done, max(self._sb_from, self._last_c))
-        keep_from = oldest - (self._w + self._back + self._settle + 2)
-        drop = keep_from - self._start
-        if drop > 2 * self._block:  # amortised: trim in steps
-            self._raw = self._raw[drop:]
-            self._bp = self._bp[drop:]
-            self._feat = self._feat[drop:]
-            self._bad = self._bad[drop:]
-            self._nan = self._nan[drop:]
-            self._start += drop
+        keep_from = min(oldest - (self._w + self._back + self._settle + 2), self._vf_next * self._vf_blk - self._vf_win)
+        drop = min(max(keep_from - self._start, 0), self._len)
+        keep = self._len - drop
+        cap = self._fbuf.shape[1]
+        if keep + incoming > cap:
+            cap = max(2 * cap, keep + incoming)
+            fbuf, bbuf = np.empty((4, cap)), np.empty((2, cap), dtype=bool)
+        else:
+            fbuf, bbuf = self._fbuf, self._bbuf
+        fbuf[:, :keep] = self._fbuf[:, drop : self._len]
+        bbuf[:, :keep] = self._bbuf[:, drop : self._len]
+        self._fbuf, self._bbuf = fbuf, bbuf
+        self._start += drop
+        self._len = keep
 
     # -- decisions (Python loop over candidate peaks only) --------------------------------
 
@@ -318,18 +360,40 @@ class StreamingQrsDetector:
         f = self._feat[a - self._start : b - self._start]
         mx = maximum_filter1d(f, size=2 * self._w + 1, mode="nearest")
         rising = np.empty(f.size, dtype=bool)
-        rising[0] = a == 0 or f[0] > self._feat[a - self._start - 1]
+        rising[0] = a == self._start or f[0] > self._feat[a - self._start - 1]
         rising[1:] = f[1:] > f[:-1]
         idx = np.flatnonzero((f >= mx) & rising & (f > self._floor)) + a
         cands = idx[(idx >= lo) & (idx < horizon)].tolist()
         self._cand_from = horizon
         for c in cands:
-            if self._need_learn and not final and c + self._learn > self._n:
-                self._cand_from = c  # wait for the learning window; resume from here
+            if not final and (
+                (self._need_learn and c + self._learn > self._n) or not self._vf_until(c // self._vf_blk)
+            ):
+                self._cand_from = c  # wait for the learning or VF window; resume from here
                 return
+            if final:
+                self._vf_until(c // self._vf_blk, final=True)
             self._searchback_until(c)
             self._candidate(c)
         self._searchback_until(horizon)
+
+    def _vf_until(self, blk: int, final: bool = False) -> bool:
+        """Compute VF flags of half-second blocks up to blk; False while data is missing."""
+        while self._vf_next <= blk:
+            b = self._vf_next
+            end = (b + 1) * self._vf_blk + self._vf_ahead
+            if end > self._n and not final:
+                return False
+            lo = max(end - self._vf_win, self._start)
+            leak = vf_filter_leakage(self._vfsig[lo - self._start : min(end, self._n) - self._start])
+            if self._vf_on:
+                self._vf_on = leak < self.config.vf_exit_leakage
+            else:
+                self._vf_on = leak < self.config.vf_enter_leakage
+            self._vf_flags[b] = self._vf_on
+            self._vf_flags.pop(b - 64, None)
+            self._vf_next = b + 1
+        return True
 
     def _learn_levels(self, c: int) -> None:
         a = max(c - self._w, self._start) - self._start
@@ -345,6 +409,13 @@ class StreamingQrsDetector:
         self._cand_count[blk] = self._cand_count.get(blk, 0) + 1
         # suppressed near signal loss; levels re-learned afterwards
         if self._bad[max(c - self._settle - self._back, s0) - s0 : c + self._look - s0].any():
+            self._need_learn = True
+            self._last_r = None
+            self._last_c = -(10**12)
+            self._noise_peaks.clear()
+            return
+        if self._vf_flags.get(c // self._vf_blk, False):
+            self._vf_count[blk] = self._vf_count.get(blk, 0) + 1
             self._need_learn = True
             self._last_r = None
             self._last_c = -(10**12)
@@ -404,14 +475,16 @@ class StreamingQrsDetector:
         seg = self._bp[a - s0 : c + 1 - s0]
         k = int(np.argmax(np.abs(seg))) + a
         b0 = max(k - self._rw, s0)
-        slope = float(np.abs(np.diff(self._bp[b0 - s0 : k + self._rw - s0])).max(initial=0.0))
+        seg = self._bp[b0 - s0 : k + self._rw - s0]
+        slope = float(np.abs(seg[1:] - seg[:-1]).max(initial=0.0))
         return k, slope
 
     def _accept(self, c: int, h: float, thr: float, r_bp: int, slope: float, searchback: bool) -> None:
         s0 = self._start
         est = max(r_bp - self._bp_delay, s0)
         a, b = max(est - 3 * self._rw, s0), min(est + 3 * self._rw, self._n)
-        base = float(np.median(self._raw[a - s0 : b - s0]))
+        ctx = self._raw[a - s0 : b - s0]
+        base = float(np.partition(ctx, ctx.size // 2)[ctx.size // 2])  # median (upper for even sizes)
         a, b = max(est - self._rw, s0), min(est + self._rw + 1, self._n)
         win = self._raw[a - s0 : b - s0] - base
         mag = np.abs(win)
@@ -449,7 +522,7 @@ class StreamingQrsDetector:
 
     def _update_states(self, final: bool) -> None:
         """Classify each complete block (the last, partial one too when final)."""
-        end = self._n if final else (self._n - self._look) // self._block * self._block
+        end = self._n if final else min(self._n - self._look, self._cand_from) // self._block * self._block
         while self._block_done < end:
             a = self._block_done
             b = min(a + self._block, end)
@@ -460,6 +533,7 @@ class StreamingQrsDetector:
                 self._events.append(SignalStateEvent(a, state))
                 self._state = state
             self._cand_count.pop(a // self._block, None)
+            self._vf_count.pop(a // self._block, None)
             self._block_done = b
 
     def _block_state(self, a: int, b: int) -> SignalState:
@@ -474,9 +548,34 @@ class StreamingQrsDetector:
             if np.abs(raw[bad]).max() >= self.config.saturation_mv:
                 return SignalState.SATURATED
             return SignalState.FLAT
+        if self._vf_count.get(a // self._block, 0) > 0:
+            return SignalState.VF_LIKE
         if self._cand_count.get(a // self._block, 0) > self.config.noise_candidates_per_s * (b - a) / self.fs_hz:
             return SignalState.NOISY
         return SignalState.OK
+
+
+def vf_filter_leakage(x: npt.NDArray[np.float64]) -> float:
+    """Kuo & Dillman's VF-filter leakage of a (1-30 Hz band-passed) segment: near 0 for a sinusoid.
+
+    The half period N is estimated as ``pi * sum|x| / sum|dx|``; the leakage is
+    ``sum|x[i] + x[i-N]| / sum(|x[i]| + |x[i-N]|)``. Ventricular flutter/fibrillation gives
+    values below about 0.4, sinus rhythm with QRS complexes well above 0.5.
+    Returns 1.0 for segments too short or flat to tell.
+    """
+    if x.size < 8:
+        return 1.0
+    ax = np.abs(x)
+    dsum = float(np.abs(x[1:] - x[:-1]).sum())
+    asum = float(ax.sum())
+    if dsum <= 1e-9 or asum <= 1e-9:
+        return 1.0
+    half = int(math.floor(math.pi * asum / dsum + 0.5))
+    if half < 1 or half >= x.size // 2:
+        return 1.0
+    a, b = x[half:], x[:-half]
+    den = float(ax[half:].sum() + ax[:-half].sum())
+    return float(np.abs(a + b).sum()) / den if den > 0 else 1.0
 
 
 def detect_qrs(x_mv: npt.ArrayLike, fs_hz: float = MODEL_FS_HZ, config: QrsConfig | None = None) -> npt.NDArray[np.int64]:
