@@ -45,7 +45,10 @@ def configure_devices(p: argparse.ArgumentParser) -> None:
     g.add_argument("--site-size", type=int, default=1000, help="patients per site (default 1000)")
     g.add_argument("--duration", type=float, default=None, help="seconds of signal per patient (default: until Ctrl-C)")
     g.add_argument("--fast", action="store_true", help="publish as fast as acknowledgements allow, not in real time")
-    g.add_argument("--workers", type=int, default=2, help="network/pacing threads (default 2)")
+    g.add_argument(
+        "--workers", type=int, default=1,
+        help="network/pacing threads (default 1: more threads mostly contend for the GIL)",
+    )
     g = p.add_argument_group("signal")
     g.add_argument("--source", choices=("mitdb", "synthetic"), default="mitdb", help="signal source (default mitdb)")
     g.add_argument("--fs", type=float, default=None, help="sampling rate in Hz, 100..1000 (default: native / 360)")
