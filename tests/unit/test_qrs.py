@@ -208,3 +208,30 @@ def test_config_validation() -> None:
         StreamingQrsDetector(20.0)
     with pytest.raises(ValueError):
         StreamingQrsDetector(100.0, QrsConfig(bandpass_hz=(5.0, 60.0)))
+
+
+def test_vf_filter_leakage_separates_sine_from_ecg() -> None:
+    from scipy import signal as sp
+
+    from gateway.signal.qrs import vf_filter_leakage
+
+    t = np.arange(int(4 * FS)) / FS
+    assert vf_filter_leakage(np.sin(2 * np.pi * 4.0 * t)) < 0.1
+    x, _ = synthetic_ecg(4.0, FS, seed=14)
+    sos = sp.butter(2, (1.0, 30.0), "bandpass", fs=FS, output="sos")
+    assert vf_filter_leakage(sp.sosfilt(sos, x)) > 0.5
+    assert vf_filter_leakage(np.zeros(100)) == 1.0 and vf_filter_leakage(np.ones(3)) == 1.0
+
+
+def test_ventricular_flutter_like_stretch_reports_no_beats() -> None:
+    x, r = synthetic_ecg(60.0, FS, seed=15)
+    a, b = int(20 * FS), int(35 * FS)
+    t = np.arange(b - a) / FS
+    x[a:b] = 0.8 * np.sin(2 * np.pi * 4.2 * t) + 0.05 * np.sin(2 * np.pi * 0.3 * t)
+    det = StreamingQrsDetector(FS)
+    got = np.array([d.sample_index for d in det.process(x) + det.flush()])
+    assert ((got > a + 2 * FS) & (got < b)).sum() <= 2
+    truth = _truth(r)
+    after = truth[truth > b + int(2.5 * FS)]
+    assert all(np.abs(got - t_).min() <= 3 for t_ in after)
+    assert SignalState.VF_LIKE in [e.state for e in det.pop_state_events()]
