@@ -144,8 +144,15 @@ class KafkaFeed(threading.Thread):
                 else:
                     timed.append(TopicPartition(topic, p, since))
         offsets = consumer.offsets_for_times(timed, timeout=10) if timed else []
-        consumer.assign([tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, OFFSET_END)
-                         for tp in offsets] + live)
+        start = [tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, OFFSET_END) for tp in offsets]
+        # logical "end" is resolved now, explicitly, so nothing produced after start-up is skipped
+        resolved = []
+        for tp in start + live:
+            if tp.offset == OFFSET_END:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+                tp = TopicPartition(tp.topic, tp.partition, high)
+            resolved.append(tp)
+        consumer.assign(resolved)
 
     def run(self) -> None:
         from confluent_kafka import Consumer

@@ -395,7 +395,9 @@ class RouterService:
         self.producer = Producer(kafka.producer_config(**{"client.id": f"router-{self.instance}"}))
         self._delivery_error: str | None = None
         self.router = Router(store, self._publish, router_settings)
-        self.alerts = Consumer(kafka.consumer_config(router_settings.group_id, **{"client.id": f"router-{self.instance}"}))
+        self.alerts = Consumer(kafka.consumer_config(
+            router_settings.group_id, **{"client.id": f"router-{self.instance}",
+                                         "auto.offset.reset": "latest" if router_settings.start_latest else "earliest"}))
         self.side = Consumer(kafka.consumer_config(f"{router_settings.group_id}-side-{self.instance}",
                                                    **{"auto.offset.reset": "latest"}))
         self._stop = False
@@ -413,7 +415,8 @@ class RouterService:
         self._stop = True
 
     def _assign_side(self) -> None:
-        from confluent_kafka import OFFSET_END, TopicPartition
+        """Every instance reads all positions and assignments from now on (earlier state is in Cassandra)."""
+        from confluent_kafka import TopicPartition
 
         md = self.side.list_topics(timeout=10)
         parts = []
@@ -421,8 +424,8 @@ class RouterService:
             t = md.topics.get(topic)
             if t is None or t.error is not None:
                 raise DeliveryError(f"Kafka topic {topic} missing: run `emon init`")
-            parts += [TopicPartition(topic, p, OFFSET_END) for p in t.partitions]
-        self.side.assign(parts)
+            parts += [TopicPartition(topic, p) for p in t.partitions]
+        self.side.assign(at_end(self.side, parts))
 
     def _handle_side(self, msg: Any) -> None:
         try:
@@ -432,6 +435,12 @@ class RouterService:
                 self.router.on_assignment_event(decode(msg.value(), Assignment))
         except ContractError as err:
             log.warning("skipping bad %s message at %s/%d: %s", msg.topic(), msg.partition(), msg.offset(), err)
+
+    def _handle_alert(self, m: Any) -> None:
+        try:
+            self.router.on_alert(decode(m.value(), Alert))
+        except ContractError as err:
+            log.warning("skipping bad alert at %s/%d: %s", m.partition(), m.offset(), err)
 
     def _settle(self) -> None:
         """Writes done and assignments delivered: only then are offsets committed."""
@@ -444,7 +453,28 @@ class RouterService:
     def run(self, *, max_seconds: float | None = None) -> None:
         self.router.load()
         self._assign_side()
-        self.alerts.subscribe([KAFKA_ALERTS])
+        assigned: list[Any] = []
+
+        def on_assign(consumer: Any, parts: list[Any]) -> None:
+            if self.cfg.start_latest:  # resolve "latest" now, not at the first fetch
+                committed = consumer.committed(parts, timeout=10)
+                fresh = [tp for tp in committed if tp.offset < 0]
+                ends = {(tp.topic, tp.partition): tp.offset for tp in at_end(consumer, fresh)}
+                for tp in committed:
+                    if (tp.topic, tp.partition) in ends:
+                        tp.offset = ends[(tp.topic, tp.partition)]
+                consumer.assign(committed)
+            assigned.append(parts)
+
+        self.alerts.subscribe([KAFKA_ALERTS], on_assign=on_assign)
+        deadline = time.monotonic() + 30
+        early = []
+        while not assigned and time.monotonic() < deadline and not self._stop:
+            msg = self.alerts.poll(0.1)  # join the group before declaring ready
+            if msg is not None and msg.error() is None:
+                early.append(msg)
+        for m in early:
+            self._handle_alert(m)
         self.ready = True
         t_end = None if max_seconds is None else time.monotonic() + max_seconds
         last_tick = 0.0
@@ -460,10 +490,7 @@ class RouterService:
                     if m.error() is not None:
                         log.warning("kafka: %s", m.error())
                 for m in got:
-                    try:
-                        self.router.on_alert(decode(m.value(), Alert))
-                    except ContractError as err:
-                        log.warning("skipping bad alert at %s/%d: %s", m.partition(), m.offset(), err)
+                    self._handle_alert(m)
                 if time.monotonic() - last_tick >= self.cfg.tick_s:
                     self.router.tick()
                     last_tick = time.monotonic()
@@ -476,6 +503,18 @@ class RouterService:
             finally:
                 self.alerts.close()
                 self.side.close()
+
+
+def at_end(consumer: Any, parts: list[Any]) -> list[Any]:
+    """The partitions positioned at their current high watermark (explicit, so nothing produced
+    after this call is skipped)."""
+    from confluent_kafka import TopicPartition
+
+    out = []
+    for tp in parts:
+        _low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+        out.append(TopicPartition(tp.topic, tp.partition, high))
+    return out
 
 
 def run_forever(service: RouterService) -> None:

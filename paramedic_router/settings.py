@@ -21,3 +21,4 @@ class RouterSettings(BaseSettings):
     batch_max: int = Field(500, ge=1, le=10_000)
     claim_concurrency: int = Field(64, ge=1, le=1024)
     tick_s: float = Field(0.2, gt=0, le=10)
+    start_latest: bool = False  # a new consumer group starts at the end of the alerts topic

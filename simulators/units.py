@@ -185,7 +185,7 @@ def _connect_units(units: list[SimUnit], host: str, port: int, keepalive: int) -
 
 
 def _assignments_consumer(kafka: Any) -> Any:
-    from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+    from confluent_kafka import Consumer, TopicPartition
 
     from emon_core.topics import KAFKA_ASSIGNMENTS
 
@@ -194,7 +194,11 @@ def _assignments_consumer(kafka: Any) -> Any:
     if md is None or md.error is not None:
         log.warning("Kafka topic %s missing: units will not receive assignments", KAFKA_ASSIGNMENTS)
         return c
-    c.assign([TopicPartition(KAFKA_ASSIGNMENTS, p, OFFSET_END) for p in md.partitions])
+    parts = []
+    for p in md.partitions:
+        _low, high = c.get_watermark_offsets(TopicPartition(KAFKA_ASSIGNMENTS, p), timeout=10)
+        parts.append(TopicPartition(KAFKA_ASSIGNMENTS, p, high))
+    c.assign(parts)
     return c
 
 

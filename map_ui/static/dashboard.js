@@ -18,7 +18,7 @@
     if (s < 60) return s + " s ago"; if (s < 3600) return Math.floor(s / 60) + " min ago";
     return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min ago";
   }
-  function hhmm(ms) { return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }); }
+  function hhmm(ms) { return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false }); }
   function isDone(v) { return v.dispatcher.status === "resolved" || v.alert.status === "resolved"; }
 
   // ---------- alerts ----------
@@ -57,7 +57,7 @@
   }
   function alertIcon(v) {
     var cls = v.alert.severity + (isDone(v) || v.dispatcher.status !== "open" ? " done" : "");
-    return L.divIcon({ className: "", iconSize: [30, 30], iconAnchor: [15, 15],
+    return L.divIcon({ className: "", iconSize: [38, 38], iconAnchor: [19, 19],
       html: '<div class="alert-icon ' + esc(cls) + '"><div class="ring"></div><div class="core"><i class="fa-solid fa-heart-pulse"></i></div></div>' });
   }
   function drawAlert(v) {
@@ -135,7 +135,11 @@
     selected = alertId;
     renderList();
     var v = alerts[alertId];
-    if (v && v.alert.location) map.panTo([v.alert.location.lat, v.alert.location.lon]);
+    if (v && v.alert.location) {  // centre the alert in the part of the map the drawer leaves visible
+      var pt = map.latLngToContainerPoint([v.alert.location.lat, v.alert.location.lon]);
+      var size = map.getSize(), drawer = Math.min(520, size.x);
+      map.panBy([pt.x - (size.x - drawer) / 2, pt.y - size.y / 2]);
+    }
     fetch("/alerts/" + encodeURIComponent(alertId) + "/panel", { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (r) { if (r.status === 401) { location.href = "/login?expired=1"; } return r.text(); })
       .then(function (html) {
