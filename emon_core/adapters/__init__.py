@@ -1,0 +1,1 @@
+"""Thin transport adapters (MQTT, Kafka, Cassandra) built from emon_core settings."""

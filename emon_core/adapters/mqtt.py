@@ -1,0 +1,243 @@
+"""Thin paho-mqtt 2.x adapter: clients from MqttSettings, TCP_NODELAY, resubscribe, bounded connect.
+
+Usage::
+
+    client = create_client(settings, client_id="gateway-site-00",
+                           subscriptions=[("ecg/site-00/+/frames", 1)])
+    client.on_message = handle          # on_connect is ours: pass on_connect= to chain
+    connect_and_wait(client, settings, timeout_s=10)   # starts the network thread
+
+Development device and unit passwords are derived, never stored: HMAC-SHA256 of the
+username keyed by the ``device_secret`` that ``emon services up`` writes into the state
+directory's ``credentials.json`` (or ``EMON_MQTT_DEVICE_SECRET``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from emon_core.errors import ConfigError, ServiceError
+from emon_core.settings import MqttSettings, credentials_file
+
+log = logging.getLogger(__name__)
+
+DEVICE_SECRET_ENV = "EMON_MQTT_DEVICE_SECRET"
+OnConnect = Callable[[mqtt.Client, Any, Any, Any, Any], None]
+# CONNACK reason codes that mean "your credentials/identity are wrong", not "broker down".
+_AUTH_FAILURES = {0x84, 0x85, 0x86, 0x87, 0x8C, 4, 5}
+
+
+# --- derived development passwords ------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _secret_from_file(path: str, mtime_ns: int) -> str:
+    del mtime_ns  # part of the cache key only: a regenerated file is re-read
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read dev credentials {path}: {err}") from err
+    secret = data.get("device_secret", "")
+    if not secret:
+        raise ConfigError(f"{path} has no device_secret (run `emon services up`)")
+    return str(secret)
+
+
+def device_secret() -> str:
+    """The secret device/unit passwords derive from (env var, else the state dir's credentials)."""
+    env = os.environ.get(DEVICE_SECRET_ENV, "")
+    if env:
+        return env
+    path = credentials_file()
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as err:
+        raise ConfigError(
+            f"no device secret: {path} missing and {DEVICE_SECRET_ENV} unset (run `emon services up`)"
+        ) from err
+    return _secret_from_file(str(path), mtime)
+
+
+def derive_password(username: str, secret: str | None = None) -> str:
+    """HMAC-SHA256(secret, username) as 32 hex characters."""
+    key = (secret if secret is not None else device_secret()).encode()
+    return hmac.new(key, username.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def device_password(device_id: str) -> str:
+    """MQTT password of a device (username = device id), derived from the dev secret."""
+    return derive_password(device_id)
+
+
+def unit_password(unit_id: str) -> str:
+    """MQTT password of a paramedic unit (username = unit id), derived from the dev secret."""
+    return derive_password(unit_id)
+
+
+# --- client factory ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Will:
+    """Last will: published by the broker when the client vanishes without DISCONNECT."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+class EmonMqttClient(mqtt.Client):
+    """paho Client that remembers its subscriptions and reports the last CONNACK."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.emon_subscriptions: list[tuple[str, int]] = []
+        self.emon_connected = threading.Event()
+        self.emon_connack: Any = None
+        self.emon_user_on_connect: OnConnect | None = None
+
+    def add_subscription(self, topic: str, qos: int = 1) -> None:
+        """Subscribe now (if connected) and again after every reconnect."""
+        self.emon_subscriptions.append((topic, qos))
+        if self.is_connected():
+            self.subscribe(topic, qos=qos)
+
+
+def set_nodelay(sock: Any) -> None:
+    """Disable Nagle on the MQTT socket so small messages leave at once."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError) as err:  # e.g. a websocket wrapper
+        log.debug("TCP_NODELAY not set: %s", err)
+
+
+def _on_socket_open(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    set_nodelay(sock)
+
+
+def _on_connect(client: EmonMqttClient, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    client.emon_connack = reason
+    if not reason.is_failure:
+        sock = client.socket()
+        if sock is not None:
+            set_nodelay(sock)
+        for topic, qos in client.emon_subscriptions:
+            client.subscribe(topic, qos=qos)
+    client.emon_connected.set()
+    if client.emon_user_on_connect is not None:
+        client.emon_user_on_connect(client, userdata, flags, reason, props)
+
+
+def create_client(
+    settings: MqttSettings,
+    *,
+    client_id: str,
+    subscriptions: Sequence[tuple[str, int]] = (),
+    will: Will | None = None,
+    on_connect: OnConnect | None = None,
+    manual_ack: bool = False,
+    clean_start: bool = True,
+    protocol: int = mqtt.MQTTv5,
+    userdata: Any = None,
+    max_inflight: int = 100,
+) -> EmonMqttClient:
+    """A configured, unconnected client: credentials, TLS, will, resubscribe, TCP_NODELAY.
+
+    ``on_connect`` is chained after the resubscription; do not assign ``client.on_connect``.
+    With ``manual_ack=True`` received QoS>0 messages are acknowledged only by
+    ``client.ack(msg.mid, msg.qos)``. ``clean_start`` is passed to :func:`connect_and_wait`
+    for MQTT 5 and as ``clean_session`` for MQTT 3.1.1.
+    """
+    v5 = protocol == mqtt.MQTTv5
+    client = EmonMqttClient(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=None if v5 else clean_start,
+        protocol=protocol,
+        userdata=userdata,
+        manual_ack=manual_ack,
+    )
+    if settings.username:
+        client.username_pw_set(settings.username, settings.resolved_password())
+    if settings.tls_ca_file is not None:
+        if not Path(settings.tls_ca_file).exists():
+            raise ConfigError(f"EMON_MQTT_TLS_CA_FILE: {settings.tls_ca_file} does not exist")
+        client.tls_set(ca_certs=str(settings.tls_ca_file))
+    if will is not None:
+        client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+    client.emon_subscriptions = list(subscriptions)
+    client.emon_user_on_connect = on_connect
+    client.on_connect = _on_connect
+    client.on_socket_open = _on_socket_open
+    client.max_inflight_messages_set(max_inflight)
+    client.reconnect_delay_set(1, 10)
+    return client
+
+
+def connect_and_wait(
+    client: EmonMqttClient,
+    settings: MqttSettings,
+    *,
+    timeout_s: float = 10.0,
+    clean_start: bool = True,
+    session_expiry_s: int | None = None,
+    start_loop: bool = True,
+) -> None:
+    """Connect, start the network thread and wait for CONNACK (bounded).
+
+    Raises ServiceError when the broker cannot be reached in time and ConfigError when
+    it refuses the credentials. With MQTT 5, ``session_expiry_s`` keeps the session
+    (and queued QoS 1 messages) across disconnects.
+    """
+    where = f"{settings.host}:{settings.port}"
+    kwargs: dict[str, Any] = {"keepalive": settings.keepalive_s}
+    if client.protocol == mqtt.MQTTv5:
+        kwargs["clean_start"] = clean_start
+        if session_expiry_s is not None:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = int(session_expiry_s)
+            kwargs["properties"] = props
+    client.emon_connected.clear()
+    try:
+        client.connect(settings.host, settings.port, **kwargs)
+    except OSError as err:
+        raise ServiceError(
+            f"MQTT broker not reachable at {where}: {err} (start it with `emon services up`)"
+        ) from err
+    if start_loop:
+        client.loop_start()
+    if not client.emon_connected.wait(timeout_s):
+        if start_loop:
+            client.loop_stop()
+        raise ServiceError(f"MQTT broker at {where}: no CONNACK within {timeout_s:.0f} s")
+    reason = client.emon_connack
+    if reason is not None and reason.is_failure:
+        if start_loop:
+            client.loop_stop()
+        user = settings.username or "<anonymous>"
+        if int(getattr(reason, "value", 0)) in _AUTH_FAILURES:
+            raise ConfigError(f"MQTT login refused at {where} for user {user!r}: {reason}")
+        raise ServiceError(f"MQTT connect refused at {where} for user {user!r}: {reason}")
+
+
+def service_client(settings: MqttSettings, username: str, client_id: str, **kwargs: Any) -> EmonMqttClient:
+    """A client for a service account (``gateway``, ``bridge``); password from settings/dev creds."""
+    user_settings = settings if settings.username == username else settings.with_user(username)
+    if not user_settings.resolved_password():
+        raise ConfigError(f"no MQTT password for service account {username!r} (set EMON_MQTT_PASSWORD)")
+    return create_client(user_settings, client_id=client_id, **kwargs)
