@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from emon_core.adapters.mqtt import set_nodelay
 from simulators.device import DeviceStats, VirtualDevice, now_epoch_ms
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,7 @@ class _Worker(threading.Thread):
 
     # socket bookkeeping, called by paho on this thread
     def _sock_open(self, client: Any, dev: VirtualDevice, sock: Any) -> None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+        set_nodelay(sock)
         self.sel.register(sock, selectors.EVENT_READ, dev)
 
     def _sock_close(self, client: Any, dev: VirtualDevice, sock: Any) -> None:
@@ -83,7 +81,10 @@ class _Worker(threading.Thread):
         client = dev.client
         client.on_socket_open = lambda c, u, s: self._sock_open(c, dev, s)
         client.on_socket_close = lambda c, u, s: self._sock_close(c, dev, s)
-        client.on_connect = dev.on_connect
+        if hasattr(client, "emon_user_on_connect"):  # the adapter's client owns on_connect
+            client.emon_user_on_connect = dev.on_connect
+        else:
+            client.on_connect = dev.on_connect
         client.on_disconnect = dev.on_disconnect
         client.on_publish = dev.on_publish
 
