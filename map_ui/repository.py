@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from emon_core.contracts import Assignment, AssignmentStatus, GeoPoint, Severity, UnitStatus
-from emon_core.errors import ServiceError
 from emon_core.settings import CassandraSettings
 
 log = logging.getLogger(__name__)
@@ -20,27 +19,11 @@ def now_ms() -> int:
 
 
 def connect(settings: CassandraSettings, *, wait_s: float = 30.0) -> Any:
-    """A driver session on the keyspace (waits up to ``wait_s`` for Cassandra)."""
-    from cassandra import ConsistencyLevel
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy
+    """A driver session on the keyspace through the shared adapter (bounded wait)."""
+    from emon_core.adapters.cassandra import connect as adapter_connect
 
-    profile = ExecutionProfile(
-        load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.local_dc),
-        consistency_level=getattr(ConsistencyLevel, settings.consistency),
-        serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
-        request_timeout=10.0,
-    )
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            cluster = Cluster(settings.hosts(), port=settings.port, protocol_version=5,
-                              execution_profiles={EXEC_PROFILE_DEFAULT: profile})
-            return cluster.connect(settings.keyspace)
-        except Exception as err:  # NoHostAvailable, InvalidRequest (no keyspace yet)
-            if time.monotonic() > deadline:
-                raise ServiceError(f"Cassandra {settings.contact_points}:{settings.port}: {err}") from err
-            time.sleep(1.0)
+    _cluster, session = adapter_connect(settings, keyspace=settings.keyspace, timeout_s=wait_s)
+    return session
 
 
 def _day(ms: int) -> str:

@@ -62,10 +62,11 @@ def bench_memory(n_units: int, n_alerts: int) -> dict[str, float]:
 
 def bench_cassandra(n_units: int, n_alerts: int, batch: int) -> dict[str, float]:
     from emon_core.settings import CassandraSettings, load
-    from paramedic_router.claims import DispatchStore, apply_schema, connect
+    from emon_core.adapters.cassandra import connect
+    from paramedic_router.claims import DispatchStore, apply_schema
 
     cfg = load(CassandraSettings)
-    session = connect(cfg.model_copy(update={"keyspace": cfg.keyspace}), wait_s=5)
+    _cluster, session = connect(cfg, keyspace=None, timeout_s=5)
     session.execute(f"CREATE KEYSPACE IF NOT EXISTS {BENCH_KEYSPACE} WITH replication = {cfg.replication}")
     session.set_keyspace(BENCH_KEYSPACE)
     apply_schema(session)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from emon_core.contracts import Assignment, AssignmentStatus, GeoPoint, Severity, UnitPosition, UnitStatus
-from emon_core.errors import ServiceError
 from emon_core.settings import CassandraSettings
 from paramedic_router.queue import QueuedAlert
 
@@ -39,29 +38,11 @@ class UnitRow:
 
 
 def connect(settings: CassandraSettings, *, wait_s: float = 30.0) -> Any:
-    """Open a driver session on the keyspace, waiting up to ``wait_s`` for Cassandra."""
-    from cassandra import ConsistencyLevel
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy
+    """A driver session on the keyspace through the shared adapter (bounded wait)."""
+    from emon_core.adapters.cassandra import connect as adapter_connect
 
-    profile = ExecutionProfile(
-        load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.local_dc),
-        consistency_level=getattr(ConsistencyLevel, settings.consistency),
-        serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
-        request_timeout=15.0,
-    )
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            cluster = Cluster(
-                settings.hosts(), port=settings.port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                protocol_version=5,
-            )
-            return cluster.connect(settings.keyspace)
-        except Exception as err:  # driver raises NoHostAvailable / InvalidRequest
-            if time.monotonic() > deadline:
-                raise ServiceError(f"Cassandra {settings.contact_points}:{settings.port}: {err}") from err
-            time.sleep(1.0)
+    _cluster, session = adapter_connect(settings, keyspace=settings.keyspace, timeout_s=wait_s)
+    return session
 
 
 def apply_schema(session: Any, path: Path = SCHEMA_FILE) -> None:
@@ -99,6 +80,10 @@ class DispatchStore:
             "WHERE unit_id = ? IF assignment_id = ?"
         )
         self._set_idle = p("UPDATE units SET status = ?, updated_at_ms = ? WHERE unit_id = ? IF status = ?")
+        from cassandra import ConsistencyLevel
+
+        for lwt in (self._register, self._claim, self._advance, self._release, self._set_idle):
+            lwt.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
         self._log = p(
             "INSERT INTO unit_status_log (unit_id, changed_at, changed_at_ms, old_status, new_status, alert_id, "
             "assignment_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

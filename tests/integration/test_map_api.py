@@ -36,11 +36,13 @@ def _reachable() -> None:
 def repo() -> Iterator[Any]:
     _reachable()
     from map_ui.auth import hash_password
-    from map_ui.repository import Repository, connect
+    from map_ui.repository import Repository
     from paramedic_router.claims import apply_schema
 
     cfg = load(CassandraSettings)
-    s = connect(cfg, wait_s=60)
+    from emon_core.adapters.cassandra import connect as adapter_connect
+
+    _cluster, s = adapter_connect(cfg, keyspace=None, timeout_s=60)
     s.execute(f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = {cfg.replication}")
     s.set_keyspace(KEYSPACE)
     apply_schema(s)

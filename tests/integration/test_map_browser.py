@@ -70,13 +70,15 @@ def server(tmp_path_factory: Any) -> Iterator[str]:
 
     from map_ui.app import create_app
     from map_ui.auth import hash_password
-    from map_ui.repository import Repository, connect
+    from map_ui.repository import Repository
     from map_ui.settings import MapSettings
     from paramedic_router.claims import apply_schema
 
     os.environ.setdefault("EMON_STATE_DIR", str(tmp_path_factory.mktemp("state")))
     cfg = load(CassandraSettings)
-    s = connect(cfg, wait_s=60)
+    from emon_core.adapters.cassandra import connect as adapter_connect
+
+    _cluster, s = adapter_connect(cfg, keyspace=None, timeout_s=60)
     s.execute(f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = {cfg.replication}")
     s.set_keyspace(KEYSPACE)
     apply_schema(s)

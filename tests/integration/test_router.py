@@ -39,10 +39,12 @@ def _reachable() -> None:
 @pytest.fixture(scope="module")
 def session() -> Iterator[Any]:
     _reachable()
-    from paramedic_router.claims import apply_schema, connect
+    from paramedic_router.claims import apply_schema
 
     cfg = load(CassandraSettings)
-    s = connect(cfg, wait_s=60)
+    from emon_core.adapters.cassandra import connect as adapter_connect
+
+    _cluster, s = adapter_connect(cfg, keyspace=None, timeout_s=60)
     s.execute(f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = {cfg.replication}")
     s.set_keyspace(KEYSPACE)
     apply_schema(s)
