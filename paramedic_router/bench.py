@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from emon_core.contracts import Alert, GeoPoint, Severity
+from emon_core.contracts import Severity
 from paramedic_router.memory_store import MemoryStore
 from paramedic_router.queue import QueuedAlert
-from paramedic_router.service import Router
+from paramedic_router.dispatch import Router
 from paramedic_router.settings import RouterSettings
 
 CENTRE = (48.2082, 16.3738)

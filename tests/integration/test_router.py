@@ -187,10 +187,10 @@ def test_reassigned_to_next_nearest_after_ack_timeout(clean: Any, kafka: KafkaSe
     try:
         with RunningRouter(clean, kafka, ack_timeout_s=2.0):
             send_alert(p, aid, Severity.CRITICAL, *C)
-            seen = watch.until(lambda s: any(a.attempt == 1 and a.status == AssignmentStatus.ASSIGNED for a in s),
+            watch.until(lambda s: any(a.attempt == 1 and a.status == AssignmentStatus.ASSIGNED for a in s),
                                timeout=20, prefix=aid)
             send_position(p, "it-u2", UnitStatus.ACKNOWLEDGED)
-            seen = watch.until(lambda s: any(a.unit_id == "it-u2" and a.status == AssignmentStatus.ACKNOWLEDGED
+            watch.until(lambda s: any(a.unit_id == "it-u2" and a.status == AssignmentStatus.ACKNOWLEDGED
                                              for a in s), prefix=aid)
             time.sleep(3.0)  # past another timeout: the acknowledged unit keeps the job
             watch.until(lambda s: True, timeout=0.5, prefix=aid)
@@ -208,7 +208,7 @@ def test_two_routers_racing_never_double_assign(clean: Any, kafka: KafkaSettings
     8 units: each unit ends up with exactly one alert and the losers fall back or queue."""
     from paramedic_router.claims import DispatchStore, connect
     from paramedic_router.queue import QueuedAlert
-    from paramedic_router.service import Router
+    from paramedic_router.dispatch import Router
     from paramedic_router.settings import RouterSettings
 
     register(DispatchStore(clean), {f"it-r{i}": (C[0] + 0.001 * i, C[1]) for i in range(8)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from emon_core.contracts import Alert, AlertStatus, AssignmentStatus, GeoPoint, Severity, UnitPosition, UnitStatus
 from paramedic_router.memory_store import MemoryStore
-from paramedic_router.service import Router
+from paramedic_router.dispatch import Router
 from paramedic_router.settings import RouterSettings
 
 C_LAT, C_LON = 48.2082, 16.3738
