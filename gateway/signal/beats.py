@@ -1,0 +1,371 @@
+"""Beat windows and RR-interval features around R peaks, streaming and batch, equal for the same input.
+
+For beat ``i`` at R peak ``r[i]`` (samples at :data:`MODEL_FS_HZ`) of the *conditioned* signal:
+
+* window: ``cond[c - pre : c + post : step]`` with ``c = r[i] + delay`` (the conditioner's group
+  delay), 0.25 s before to 0.45 s after R, every 2nd sample (126 samples at 180 Hz); the
+  window's median is subtracted (baseline);
+* patient normalisation, causal over the last ``template_beats`` beats (this one included):
+  scale = median peak-to-peak amplitude, template = sample-wise median window. The model
+  sees two channels: ``window / scale`` and ``(window - template) / scale`` (how this beat
+  differs from the patient's dominant beat);
+* RR features (:data:`RR_FEATURES`): previous, next, local-average (last 10 RR) and patient
+  average (last 256 RR) intervals in seconds, their ratios, and the rhythm's irregularity
+  (mean absolute successive difference of the last 16 RR over their mean: high in atrial
+  fibrillation, where a short RR is not a premature beat). RR sums are done in integer
+  samples so streaming and batch agree bit for bit.
+
+Beat ``i`` needs ``r[i + 1]`` (its next RR): online it is emitted once the next beat is
+detected; the last beat of a stream only by :meth:`BeatFeatureExtractor.flush`, with
+next RR = previous RR (batch: ``final=True``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+from gateway.signal.constants import MODEL_FS_HZ
+
+#: Names of the columns of the RR feature matrix, in order.
+RR_FEATURES: tuple[str, ...] = (
+    "prev_rr_s", "next_rr_s", "local_rr_s", "patient_rr_s",
+    "prev_over_patient", "next_over_patient", "local_over_patient",
+    "prev_over_local", "next_over_local", "prev_over_next", "irregularity",
+)
+
+
+@dataclass(frozen=True)
+class BeatConfig:
+    """Window and feature settings (samples at :data:`MODEL_FS_HZ`, counts in beats)."""
+
+    pre_samples: int = 90  # 0.25 s before R
+    post_samples: int = 162  # 0.45 s after R
+    step: int = 2  # keep every 2nd sample (the conditioner low-passes at 40 Hz)
+    template_beats: int = 32
+    local_rr_beats: int = 10
+    irregularity_beats: int = 16  # RR intervals in the irregularity measure
+    patient_rr_beats: int = 256
+    rr_min_s: float = 0.15  # RR intervals are clipped to this range for the features
+    rr_max_s: float = 3.0
+    buffer_s: float = 6.0  # conditioned signal kept by the streaming extractor
+
+    def __post_init__(self) -> None:
+        if self.pre_samples < 0 or self.post_samples < 1 or self.step < 1:
+            raise ValueError("need pre_samples >= 0, post_samples >= 1, step >= 1")
+        if min(self.template_beats, self.local_rr_beats, self.patient_rr_beats) < 1:
+            raise ValueError("beat counts must be >= 1")
+        if not 0 < self.rr_min_s < self.rr_max_s:
+            raise ValueError("need 0 < rr_min_s < rr_max_s")
+
+    @property
+    def window_len(self) -> int:
+        """Samples per channel of a model window."""
+        return len(range(0, self.pre_samples + self.post_samples, self.step))
+
+
+@dataclass(frozen=True)
+class BeatBatch:
+    """Features of ``n`` beats: ``r_samples`` (n,) int64, ``windows`` (n, L, 2) and ``rr`` (n, 11) float32."""
+
+    r_samples: npt.NDArray[np.int64]
+    windows: npt.NDArray[np.float32]
+    rr: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return int(self.r_samples.size)
+
+    @staticmethod
+    def empty(config: BeatConfig | None = None) -> BeatBatch:
+        cfg = config or BeatConfig()
+        return BeatBatch(
+            np.empty(0, np.int64), np.empty((0, cfg.window_len, 2), np.float32), np.empty((0, len(RR_FEATURES)), np.float32)
+        )
+
+    @staticmethod
+    def concat(batches: list[BeatBatch], config: BeatConfig | None = None) -> BeatBatch:
+        batches = [b for b in batches if len(b)]
+        if not batches:
+            return BeatBatch.empty(config)
+        return BeatBatch(
+            np.concatenate([b.r_samples for b in batches]),
+            np.concatenate([b.windows for b in batches]),
+            np.concatenate([b.rr for b in batches]),
+        )
+
+
+# -- shared pieces (used by both paths so they agree exactly) ------------------------------
+
+
+def _raw_windows(cond: npt.NDArray[np.float64], offset: int, centres: npt.NDArray[np.int64], cfg: BeatConfig,
+                 first: float, last: float) -> npt.NDArray[np.float64]:
+    """Baseline-subtracted windows; ``cond[0]`` is absolute sample ``offset``.
+
+    Samples before the stream start take ``first``, after its end ``last``; NaN become 0
+    after the baseline is subtracted.
+    """
+    idx = centres[:, None] + np.arange(-cfg.pre_samples, cfg.post_samples, cfg.step)[None, :] - offset
+    w = cond[np.clip(idx, 0, max(cond.size - 1, 0))] if cond.size else np.full(idx.shape, np.nan)
+    w = np.where(idx + offset < 0, first, w)
+    w = np.where(idx >= cond.size, last, w)
+    base = np.nanmedian(w, axis=1, keepdims=True) if np.isnan(w).any() else np.median(w, axis=1, keepdims=True)
+    w = np.nan_to_num(w - np.nan_to_num(base), nan=0.0)
+    return w
+
+
+def _normalise(w: npt.NDArray[np.float64], template: npt.NDArray[np.float64], scale: float) -> npt.NDArray[np.float32]:
+    s = max(scale, 0.05)  # mV: a flat patient must not blow the windows up
+    return np.stack([w / s, (w - template) / s], axis=-1).astype(np.float32)
+
+
+def _rr_row(prev: int, nxt: int, local_sum: int, local_n: int, pat_sum: int, pat_n: int, fs: float,
+            irr: float = 0.0) -> list[float]:
+    local = local_sum / local_n / fs
+    pat = pat_sum / pat_n / fs
+    p, n = prev / fs, nxt / fs
+    return [p, n, local, pat, p / pat, n / pat, local / pat, p / local, n / local, p / n, irr]
+
+
+def _irregularity(rr: list[int] | npt.NDArray[np.int64]) -> float:
+    """Mean absolute successive RR difference over mean RR (0 for fewer than 2 intervals).
+
+    Integer sums, so the batch and streaming paths agree exactly.
+    """
+    if len(rr) < 2:
+        return 0.0
+    a = np.asarray(rr, dtype=np.int64)
+    return float(int(np.abs(np.diff(a)).sum()) / (len(a) - 1)) / (int(a.sum()) / len(a))
+
+
+def _clip_rr(rr: npt.NDArray[np.int64], cfg: BeatConfig, fs: float) -> npt.NDArray[np.int64]:
+    lo, hi = int(round(cfg.rr_min_s * fs)), int(round(cfg.rr_max_s * fs))
+    return np.clip(rr, lo, hi)
+
+
+# -- batch -------------------------------------------------------------------------------
+
+
+def extract_beats(
+    cond_mv: npt.ArrayLike,
+    r_samples: npt.ArrayLike,
+    fs_hz: float = MODEL_FS_HZ,
+    delay_samples: int = 0,
+    config: BeatConfig | None = None,
+    final: bool = True,
+) -> BeatBatch:
+    """Windows and RR features of every beat of a whole conditioned signal.
+
+    Args:
+        cond_mv: conditioned ECG (mV) at ``fs_hz`` (:func:`gateway.signal.filters.condition_offline`).
+        r_samples: R-peak sample indices, strictly increasing.
+        fs_hz: sampling rate (Hz); the window sizes in ``config`` are in samples at this rate.
+        delay_samples: the conditioner's group delay (``EcgConditioner.delay_samples``).
+        config: window/feature settings.
+        final: include the last beat (its next RR taken equal to its previous RR); the
+            streaming extractor emits it only on ``flush()``.
+
+    Returns:
+        :class:`BeatBatch`, equal to what :class:`BeatFeatureExtractor` emits for the same input.
+
+    Example:
+        >>> b = extract_beats(np.zeros(3600), [400, 700, 1000], 360.0)
+        >>> b.windows.shape, b.rr.shape
+        ((3, 126, 2), (3, 11))
+    """
+    cfg = config or BeatConfig()
+    cond = np.asarray(cond_mv, dtype=np.float64).ravel()
+    r = np.asarray(r_samples, dtype=np.int64).ravel()
+    if r.size and np.any(np.diff(r) <= 0):
+        raise ValueError("r_samples must be strictly increasing")
+    n_out = r.size if final else max(r.size - 1, 0)
+    if n_out == 0:
+        return BeatBatch.empty(cfg)
+    fs = float(fs_hz)
+    valid = cond[~np.isnan(cond)]
+    first = float(valid[0]) if valid.size else 0.0
+    last = float(cond[-1]) if cond.size and not np.isnan(cond[-1]) else 0.0
+    if cond.size and np.isnan(cond[-1]) and valid.size:
+        last = float(valid[-1])
+    # the streaming path resolves "after the end" only at flush, so use the last valid value
+    w = _raw_windows(cond, 0, r[:n_out] + delay_samples, cfg, first, last)
+
+    # causal medians over the last template_beats windows (this one included)
+    k = cfg.template_beats
+    amp = w.max(axis=1) - w.min(axis=1)
+    templates = np.empty_like(w)
+    scales = np.empty(n_out)
+    for i in range(min(k - 1, n_out)):
+        templates[i] = np.median(w[: i + 1], axis=0)
+        scales[i] = np.median(amp[: i + 1])
+    if n_out >= k:
+        for a in range(k - 1, n_out, 512):
+            b = min(a + 512, n_out)
+            view = sliding_window_view(w[a - k + 1 : b], k, axis=0)  # (b-a, L, k)
+            templates[a:b] = np.median(view, axis=-1)
+            scales[a:b] = np.median(sliding_window_view(amp[a - k + 1 : b], k), axis=-1)
+    s = np.maximum(scales, 0.05)[:, None]
+    windows = np.stack([w / s, (w - templates) / s], axis=-1).astype(np.float32)
+
+    # RR features in integer samples
+    rr = _clip_rr(np.diff(r), cfg, fs)  # rr[j] = interval after beat j
+    rows = []
+    csum = np.concatenate([[0], np.cumsum(rr)])
+    for i in range(n_out):
+        if r.size == 1:
+            d = int(round(0.8 * fs))  # a lone beat: assume 75 bpm
+            rows.append(_rr_row(d, d, d, 1, d, 1, fs))
+            continue
+        prev = int(rr[i - 1]) if i >= 1 else int(rr[0])
+        nxt = int(rr[i]) if i < rr.size else prev
+        if i == 0:
+            ls, ln, ps, pn = nxt, 1, nxt, 1
+        else:
+            a = max(0, i - cfg.local_rr_beats)
+            ls, ln = int(csum[i] - csum[a]), i - a
+            a = max(0, i - cfg.patient_rr_beats)
+            ps, pn = int(csum[i] - csum[a]), i - a
+        irr = _irregularity(rr[max(0, i - cfg.irregularity_beats) : i])
+        rows.append(_rr_row(prev, nxt, ls, ln, ps, pn, fs, irr))
+    return BeatBatch(r[:n_out].copy(), windows, np.asarray(rows, dtype=np.float32))
+
+
+# -- streaming ---------------------------------------------------------------------------
+
+
+class BeatFeatureExtractor:
+    """Online beat features: feed conditioned samples and detected R peaks, get finished beats.
+
+    Memory is bounded: the last ``buffer_s`` seconds of signal, ``template_beats`` windows and
+    ``patient_rr_beats`` RR intervals. R peaks must arrive in increasing order and no later
+    than ``buffer_s`` minus the window length after they happened (the QRS detector's
+    1.5 s delay is well inside the default 6 s).
+
+    Example:
+        >>> ex = BeatFeatureExtractor(360.0)
+        >>> b = ex.process(np.zeros(1200), [400, 700, 1000])
+        >>> len(b), len(ex.flush())
+        (2, 1)
+    """
+
+    def __init__(self, fs_hz: float = MODEL_FS_HZ, delay_samples: int = 0, config: BeatConfig | None = None) -> None:
+        self.fs_hz = float(fs_hz)
+        self.delay_samples = int(delay_samples)
+        self.config = config or BeatConfig()
+        self._keep = max(int(self.config.buffer_s * self.fs_hz), self.config.pre_samples + self.config.post_samples + 1)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream."""
+        cfg = self.config
+        self._buf = np.empty(0)
+        self._start = 0  # absolute index of _buf[0]
+        self._n = 0
+        self._first: float | None = None
+        self._last = 0.0
+        self._waiting: deque[int] = deque()  # R peaks whose window is not complete yet
+        self._ready: deque[tuple[int, npt.NDArray[np.float64]]] = deque()  # (r, raw window) awaiting next R
+        self._windows: deque[npt.NDArray[np.float64]] = deque(maxlen=cfg.template_beats)
+        self._amps: deque[float] = deque(maxlen=cfg.template_beats)
+        self._rr: deque[int] = deque(maxlen=cfg.patient_rr_beats)
+        self._last_r: int | None = None
+        self._count = 0  # beats emitted
+        self._pending_out: tuple[int, npt.NDArray[np.float64]] | None = None  # beat waiting for its next RR
+
+    def process(self, cond_chunk_mv: npt.ArrayLike, r_samples: npt.ArrayLike = ()) -> BeatBatch:
+        """Append conditioned samples, then register new R peaks; return beats whose next R is known."""
+        x = np.asarray(cond_chunk_mv, dtype=np.float64).ravel()
+        if x.size:
+            valid = x[~np.isnan(x)]
+            if self._first is None and valid.size:
+                self._first = float(valid[0])
+            if valid.size:
+                self._last = float(valid[-1])
+            self._buf = np.concatenate([self._buf, x])
+            self._n += x.size
+        out: list[tuple[int, npt.NDArray[np.float64], list[float]]] = []
+        for r in np.asarray(r_samples, dtype=np.int64).ravel().tolist():
+            if self._last_r is not None and r <= self._last_r:
+                raise ValueError("R peaks must be strictly increasing")
+            self._waiting.append(r)
+            self._last_r = r
+        self._extract(final=False)
+        self._emit(out, final=False)
+        if self._buf.size > self._keep:
+            cut = self._buf.size - self._keep
+            self._buf = self._buf[cut:]
+            self._start += cut
+        return self._pack(out)
+
+    def flush(self) -> BeatBatch:
+        """End of stream: complete pending windows (padding with the last value) and emit the last beat."""
+        out: list[tuple[int, npt.NDArray[np.float64], list[float]]] = []
+        self._extract(final=True)
+        self._emit(out, final=True)
+        return self._pack(out)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _extract(self, final: bool) -> None:
+        cfg = self.config
+        while self._waiting:
+            r = self._waiting[0]
+            c = r + self.delay_samples
+            if not final and c + cfg.post_samples > self._n:
+                break
+            self._waiting.popleft()
+            first = self._first if self._first is not None else 0.0
+            w = _raw_windows(self._buf, self._start, np.array([c]), cfg, first, self._last)[0]
+            self._ready.append((r, w))
+
+    def _emit(self, out: list, final: bool) -> None:
+        fs, cfg = self.fs_hz, self.config
+        lo, hi = (int(v) for v in _clip_rr(np.array([0, 10**9]), cfg, fs))
+        while self._ready:
+            if self._pending_out is None:
+                self._pending_out = self._ready.popleft()
+                continue
+            r_prev, w_prev = self._pending_out
+            r_next = self._ready[0][0]
+            out.append(self._features(r_prev, w_prev, int(np.clip(r_next - r_prev, lo, hi)), fs))
+            self._pending_out = self._ready.popleft()
+        if final and self._pending_out is not None:
+            r_prev, w_prev = self._pending_out
+            out.append(self._features(r_prev, w_prev, None, fs))
+            self._pending_out = None
+
+    def _features(self, r: int, w: npt.NDArray[np.float64], nxt: int | None, fs: float) -> tuple:
+        cfg = self.config
+        self._windows.append(w)
+        self._amps.append(float(w.max() - w.min()))
+        template = np.median(np.stack(self._windows), axis=0)
+        scale = float(np.median(np.array(self._amps)))
+        rr = list(self._rr)
+        if not rr and nxt is None:
+            d = int(round(0.8 * fs))
+            row = _rr_row(d, d, d, 1, d, 1, fs)
+        else:
+            prev = rr[-1] if rr else nxt
+            nx = nxt if nxt is not None else prev
+            if not rr:
+                row = _rr_row(prev, nx, nx, 1, nx, 1, fs)
+            else:
+                local = rr[-cfg.local_rr_beats :]
+                irr = _irregularity(rr[-cfg.irregularity_beats :])
+                row = _rr_row(prev, nx, sum(local), len(local), sum(rr), len(rr), fs, irr)
+        if nxt is not None:
+            self._rr.append(nxt)
+        self._count += 1
+        return r, _normalise(w, template, scale), row
+
+    def _pack(self, out: list) -> BeatBatch:
+        if not out:
+            return BeatBatch.empty(self.config)
+        return BeatBatch(
+            np.array([o[0] for o in out], dtype=np.int64),
+            np.stack([o[1] for o in out]),
+            np.asarray([o[2] for o in out], dtype=np.float32),
+        )

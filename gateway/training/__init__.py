@@ -1,0 +1,1 @@
+"""Model training (TensorFlow imported lazily, only in the train extra)."""

@@ -1,0 +1,204 @@
+"""Train the beat CNN on MIT-BIH DS1 (validation on held-out DS1 records), convert to int8 TFLite, write the card.
+
+TensorFlow is imported inside the functions here, so importing this module is cheap; run it
+from the separate training environment (``pip install emon[train]``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.classifier import CLASSES, model_inputs
+from gateway.evaluation.aami import CLASS_NAMES, DS1, PACED_RECORDS
+from gateway.evaluation.evaluate import class_metrics, confusion
+from gateway.training.dataset import BeatSet, build
+
+log = logging.getLogger(__name__)
+
+#: DS1 records held out for early stopping and the decision biases (never DS2).
+VALIDATION_RECORDS: tuple[str, ...] = ("106", "118", "220", "223")
+K = len(CLASSES)
+
+
+def set_seeds(seed: int) -> None:
+    import tensorflow as tf
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.random.set_seed(seed)
+    tf.keras.utils.set_random_seed(seed)
+
+
+def build_model(window_shape: tuple[int, int], n_rr: int, seed: int) -> Any:
+    """Small two-input 1D CNN: conv stack on the beat window, dense on the RR features."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    init = tf.keras.initializers.GlorotUniform(seed=seed)
+    win = layers.Input(shape=window_shape, name="window")
+    rr = layers.Input(shape=(n_rr,), name="rr")
+    x = win
+    for filters, kernel in ((16, 7), (24, 5), (32, 5), (32, 3)):
+        x = layers.Conv1D(filters, kernel, padding="same", use_bias=False, kernel_initializer=init)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling1D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(32, activation="relu", kernel_initializer=init)(x)
+    r = layers.Dense(32, activation="relu", kernel_initializer=init)(rr)
+    r = layers.Dense(16, activation="relu", kernel_initializer=init)(r)
+    h = layers.Concatenate()([x, r])
+    h = layers.Dropout(0.3, seed=seed)(h)
+    h = layers.Dense(32, activation="relu", kernel_initializer=init)(h)
+    out = layers.Dense(K, activation="softmax", kernel_initializer=init, name="probs")(h)
+    return tf.keras.Model([win, rr], out)
+
+
+def class_weights(labels: npt.NDArray[np.int64], power: float = 0.6, cap: float = 30.0) -> dict[int, float]:
+    """Inverse-frequency weights raised to ``power``, normalised so N has weight 1, capped."""
+    counts = np.bincount(labels, minlength=K).astype(float)
+    w = np.where(counts > 0, (counts[0] / np.maximum(counts, 1)) ** power, 0.0)
+    return {k: float(min(w[k], cap)) for k in range(K)}
+
+
+def _augment(w: npt.NDArray[np.float32], rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """Amplitude scaling and a little noise (per example)."""
+    scale = rng.uniform(0.85, 1.15, size=(w.shape[0], 1, 1)).astype(np.float32)
+    noise = rng.normal(0.0, 0.03, size=w.shape).astype(np.float32)
+    return w * scale + noise
+
+
+def sv_score(conf: npt.NDArray[np.int64]) -> float:
+    """Validation objective: mean F1 of S and V, plus N Se (all fractions)."""
+    m = class_metrics(conf)
+    f = [m[c]["f1"] for c in ("S", "V")]
+    return float(np.nanmean(f) + 0.5 * (m["N"]["se"] if m["N"]["se"] == m["N"]["se"] else 0.0))
+
+
+def choose_bias(probs: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> tuple[list[float], float]:
+    """Per-class log biases for S and V chosen on validation (grid search on :func:`sv_score`)."""
+    from gateway.classifier import decide
+
+    best = ([0.0] * K, -1.0)
+    grid = np.arange(-2.0, 2.01, 0.25)
+    for bs in grid:
+        for bv in grid:
+            bias = [0.0, float(bs), float(bv), 0.0, 0.0]
+            score = sv_score(confusion(labels, decide(probs, bias)))
+            if score > best[1] + 1e-9:
+                best = (bias, score)
+    return best
+
+
+def train_keras(train: BeatSet, val: BeatSet, epochs: int, seed: int, batch_size: int = 256) -> tuple[Any, dict[str, Any]]:
+    """Train with class weights; keep the epoch with the best validation score (early stopping)."""
+    import tensorflow as tf
+
+    set_seeds(seed)
+    rng = np.random.default_rng(seed)
+    wtr, rtr = model_inputs(train.windows, train.rr)
+    wva, rva = model_inputs(val.windows, val.rr)
+    ytr = train.labels
+    model = build_model(wtr.shape[1:], rtr.shape[1], seed)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    cw = class_weights(ytr)
+    sw = np.array([cw[int(y)] for y in ytr], dtype=np.float32)
+    ref_val = val.source == 0
+    best: dict[str, Any] = {"score": -1.0, "epoch": 0, "weights": None}
+    history = []
+    patience, bad = 4, 0
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        order = rng.permutation(len(ytr))
+        lr = 1e-3 if epoch <= max(epochs // 2, 1) else 3e-4
+        model.optimizer.learning_rate.assign(lr)
+        hist = model.fit([_augment(wtr[order], rng), rtr[order]], ytr[order], sample_weight=sw[order],
+                         batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+        p = model.predict([wva[ref_val], rva[ref_val]], batch_size=2048, verbose=0)
+        conf = confusion(val.labels[ref_val], np.argmax(p, axis=1))
+        score = sv_score(conf)
+        m = class_metrics(conf)
+        row = {"epoch": epoch, "loss": float(hist.history["loss"][0]), "val_score": score,
+               **{f"val_{c}_{k}": m[c][k] for c in ("N", "S", "V") for k in ("se", "ppv")},
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        log.info("epoch %d loss %.4f val score %.4f  N se %.3f  S se %.3f ppv %.3f  V se %.3f ppv %.3f (%.0fs)",
+                 epoch, row["loss"], score, m["N"]["se"], m["S"]["se"], m["S"]["ppv"], m["V"]["se"], m["V"]["ppv"], row["seconds"])
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch, "weights": model.get_weights()}
+            bad = 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    model.set_weights(best["weights"])
+    return model, {"best_epoch": best["epoch"], "best_val_score": best["score"], "history": history,
+                   "class_weights": cw}
+
+
+def convert_int8(model: Any, rep: BeatSet, seed: int, n_rep: int = 2000) -> bytes:
+    """Full-integer int8 TFLite (int8 inputs and output) with a representative dataset drawn from training beats."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(rep), size=min(n_rep, len(rep)), replace=False)
+    # keep every rare-class beat in the calibration set so their ranges are covered
+    rare = np.flatnonzero(rep.labels != 0)
+    idx = np.unique(np.concatenate([idx, rng.choice(rare, size=min(500, rare.size), replace=False)]))
+    w, r = model_inputs(rep.windows[idx], rep.rr[idx])
+
+    def representative():
+        for i in range(len(idx)):
+            yield {"window": w[i : i + 1], "rr": r[i : i + 1]}
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def load_training_sets(data_dir: str | Path, validation: tuple[str, ...] = VALIDATION_RECORDS) -> tuple[BeatSet, BeatSet]:
+    """DS1 minus the validation records (training) and the validation records; paced records never appear."""
+    records = [r for r in DS1 if r not in PACED_RECORDS]
+    full = build(data_dir, records)
+    is_val = np.isin(full.records, list(validation))
+    keep = full.labels >= 0
+    return full.subset(keep & ~is_val), full.subset(keep & is_val)
+
+
+def intra_patient_report(data_dir: str | Path, records: list[str], epochs: int, seed: int) -> dict[str, Any]:
+    """Random beat-level 80/20 split (intra-patient, as Kachuee 2018): accuracy of the same architecture.
+
+    For comparison with published intra-patient figures only; it is not the acceptance figure
+    and this model is not the committed one.
+    """
+    full = build(data_dir, records)
+    full = full.subset((full.source == 0) & (full.labels >= 0))
+    rng = np.random.default_rng(seed)
+    test = rng.random(len(full)) < 0.2
+    train, val = full.subset(~test), full.subset(test)
+    model, info = train_keras(train, val, epochs, seed)
+    w, r = model_inputs(val.windows, val.rr)
+    pred = np.argmax(model.predict([w, r], batch_size=2048, verbose=0), axis=1)
+    conf = confusion(val.labels, pred)
+    m = class_metrics(conf)
+    return {"split": "random beat-level 80/20 (intra-patient)", "records": records,
+            "n_train": len(train), "n_test": len(val), "accuracy": m["accuracy"], "metrics": m,
+            "best_epoch": info["best_epoch"]}
+
+
+__all__ = ["VALIDATION_RECORDS", "build_model", "class_weights", "choose_bias", "convert_int8",
+           "intra_patient_report", "load_training_sets", "train_keras", "CLASS_NAMES"]
