@@ -229,7 +229,7 @@ def connect_and_wait(
     if reason is not None and reason.is_failure:
         if start_loop:
             client.loop_stop()
-        user = settings.username or "<anonymous>"
+        user = getattr(client, "username", None) or settings.username or "<anonymous>"
         if int(getattr(reason, "value", 0)) in _AUTH_FAILURES:
             raise ConfigError(f"MQTT login refused at {where} for user {user!r}: {reason}")
         raise ServiceError(f"MQTT connect refused at {where} for user {user!r}: {reason}")

@@ -1,0 +1,1 @@
+"""Local development services (Mosquitto, Kafka, Cassandra) run from the project's state dir."""
