@@ -1,0 +1,1 @@
+"""Kafka topics and versioned Cassandra schema migrations applied by ``emon init``."""
