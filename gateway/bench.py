@@ -212,26 +212,31 @@ def _frac(tp: int, other: int) -> float:
     return tp / (tp + other) if tp + other else float("nan")
 
 
-def score_nstdb(directory: Path, quick: bool) -> dict[str, dict[str, Any]]:
-    """Our detector on 118e*/119e* per SNR level (dB), pooled over the two records."""
+def score_nstdb(
+    directory: Path, quick: bool, detectors: dict[str, Callable[[np.ndarray, float], np.ndarray]] | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per detector, per SNR level (dB): TP/FN/FP, Se, +P on 118e*/119e* pooled."""
     from gateway.evaluation.scoring import beat_annotations, load_record, match_beats
 
+    detectors = detectors or {"ours": _ours}
     levels = _NST_LEVELS[::2] if quick else _NST_LEVELS
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in detectors}
     jobs = [(lvl, f"{base}e{lvl}") for lvl in levels for base in ("118", "119")]
     for lvl, rec in _progress(jobs, "QRS nstdb"):
         if not (directory / f"{rec}.hea").exists():
             continue
         x, fs, ann, sym = load_record(directory, rec)
         ref, _ = beat_annotations(ann, sym)
-        m = match_beats(ref, _ours(x, fs), fs)
-        o = out.setdefault(lvl.replace("_", "-"), {"tp": 0, "fn": 0, "fp": 0})
-        o["tp"] += m.tp
-        o["fn"] += m.fn
-        o["fp"] += m.fp
-    for o in out.values():
-        o["se"] = _frac(o["tp"], o["fn"])
-        o["ppv"] = _frac(o["tp"], o["fp"])
+        for name, fn in detectors.items():
+            m = match_beats(ref, fn(x, fs), fs)
+            o = out[name].setdefault(lvl.replace("_", "-"), {"tp": 0, "fn": 0, "fp": 0})
+            o["tp"] += m.tp
+            o["fn"] += m.fn
+            o["fp"] += m.fp
+    for per_level in out.values():
+        for o in per_level.values():
+            o["se"] = _frac(o["tp"], o["fn"])
+            o["ppv"] = _frac(o["tp"], o["fp"])
     return out
 
 
@@ -262,17 +267,17 @@ def bench_signal(args: argparse.Namespace) -> int:
         )
     figures["throughput"] = rows
 
+    dets = {"ours": _ours} if opts.no_baselines else dict(DETECTORS)
+    if "NeuroKit2" in dets:
+        try:
+            import neurokit2  # noqa: F401
+        except ImportError:
+            print("   (NeuroKit2 not installed: skipped; pip install neurokit2)")
+            dets.pop("NeuroKit2")
     if (opts.mitdb / "100.hea").exists():
         recs = opts.records.split(",") if opts.records else (
             _QUICK_RECORDS if quick else [r.strip() for r in (opts.mitdb / "RECORDS").read_text().split() if r.strip()]
         )
-        dets = {"ours": _ours} if opts.no_baselines else dict(DETECTORS)
-        if "NeuroKit2" in dets:
-            try:
-                import neurokit2  # noqa: F401
-            except ImportError:
-                print("   (NeuroKit2 not installed: skipped; pip install neurokit2)")
-                dets.pop("NeuroKit2")
         acc = score_detectors(opts.mitdb, recs, dets)
         figures["mitdb"] = {"records": recs, "detectors": acc}
         print(f"\n== QRS detection on MIT-BIH, {len(recs)} records, channel 0, 150 ms window, "
@@ -287,12 +292,14 @@ def bench_signal(args: argparse.Namespace) -> int:
         print(f"\n(MIT-BIH not found at {opts.mitdb}: accuracy skipped)")
 
     if (opts.nstdb / "118e00.hea").exists():
-        nst = score_nstdb(opts.nstdb, quick)
+        nst = score_nstdb(opts.nstdb, quick, dets)
         figures["nstdb"] = nst
-        print("\n== Noise stress test (118e*, 119e* pooled; ours), first 5 min excluded")
-        print(f"   {'SNR dB':>6} {'TP':>6} {'FN':>5} {'FP':>5} {'Se %':>7} {'+P %':>7}")
-        for lvl, o in nst.items():
-            print(f"   {lvl:>6} {o['tp']:>6} {o['fn']:>5} {o['fp']:>5} {100 * o['se']:7.2f} {100 * o['ppv']:7.2f}")
+        print("\n== Noise stress test: 118e*, 119e* pooled per SNR, first 5 min excluded; Se % / +P %")
+        names = list(nst)
+        print(f"   {'SNR dB':>6} " + " ".join(f"{n:>17}" for n in names) + f"   {'ours TP/FN/FP':>16}")
+        for lvl, o in nst["ours"].items():
+            cells = " ".join(f"{100 * nst[n][lvl]['se']:7.2f} / {100 * nst[n][lvl]['ppv']:6.2f}" for n in names)
+            print(f"   {lvl:>6} {cells}   {o['tp']:>6}/{o['fn']}/{o['fp']}")
 
     det = StreamingQrsDetector(MODEL_FS_HZ)
     figures["qrs_delay"] = {"samples": det.delay_samples, "ms": det.delay_ms}
@@ -301,7 +308,7 @@ def bench_signal(args: argparse.Namespace) -> int:
     if json_path:
         Path(json_path).write_text(json.dumps(figures, indent=2, default=float))
     if plot_path and "nstdb" in figures:
-        _plot_nstdb(figures["nstdb"], Path(plot_path))
+        _plot_nstdb(figures["nstdb"]["ours"], Path(plot_path))
     return 0
 
 

@@ -28,7 +28,6 @@ Ventricular flutter/fibrillation-like stretches (Kuo & Dillman's VF-filter leaka
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass
 
@@ -39,6 +38,17 @@ from scipy.ndimage import maximum_filter1d
 
 from gateway.signal._sosfilt import SosState
 from gateway.signal.constants import MODEL_FS_HZ
+from gateway.signal.signal_state import SignalState, SignalStateEvent, vf_filter_leakage
+
+__all__ = [
+    "QrsConfig",
+    "QrsDetection",
+    "SignalState",
+    "SignalStateEvent",
+    "StreamingQrsDetector",
+    "detect_qrs",
+    "vf_filter_leakage",
+]
 
 
 @dataclass(frozen=True)
@@ -53,14 +63,11 @@ class QrsConfig:
     refractory_s: float = 0.200
     t_wave_window_s: float = 0.300  # candidates closer than this to the last QRS are T-wave suspects
     t_wave_slope_ratio: float = 0.5  # ... and rejected when their max slope is below ratio * QRS slope
-    t_wave_height_ratio: float = 1e9  # ... and their feature peak is below ratio * signal level
     min_feature_mv_s: float = 0.5  # feature peaks below this (mean |slope|, mV/s) are never QRS
-    level_clip: float = 1e9  # a peak moves the signal level as if it were at most clip * level
     threshold_fraction: float = 0.25  # threshold = noise + fraction * (signal - noise)
     searchback_rr_factor: float = 1.66  # searchback after this many mean RR without a beat
     searchback_max_s: float = 1.4  # ... or after this long, whichever is first (bounds the delay)
     searchback_threshold_ratio: float = 0.5
-    searchback_decay: float = 1.0  # signal level -> noise + decay * (signal - noise) after a failed searchback
     learn_s: float = 1.0  # levels are (re)learned over this long at start and after signal loss
     raw_refine_s: float = 0.050  # R peak refined on the raw signal within +/- this
     flat_run_s: float = 0.200  # a run of identical samples this long is a flat line / saturation
@@ -121,25 +128,6 @@ class QrsDetection:
     amplitude_mv: float
     quality: float
     searchback: bool = False
-
-
-class SignalState(enum.Enum):
-    """Signal condition of a block of samples."""
-
-    OK = "ok"
-    FLAT = "flat"  # flat line: lead off or no signal from the electrode
-    SATURATED = "saturated"  # pinned at a rail
-    NOISY = "noisy"  # too many feature peaks to trust detections
-    LOSS = "loss"  # NaN gap: samples missing
-    VF_LIKE = "vf_like"  # sinusoidal ventricular flutter/fibrillation-like: no QRS to report
-
-
-@dataclass(frozen=True)
-class SignalStateEvent:
-    """The signal state changed to ``state`` at absolute ``sample_index`` (detector rate)."""
-
-    sample_index: int
-    state: SignalState
 
 
 class StreamingQrsDetector:
@@ -429,15 +417,11 @@ class StreamingQrsDetector:
         thr = npk + self.config.threshold_fraction * (spk - npk)
         if h >= thr:
             r_bp, slope = self._bp_peak(c)
-            if (
-                c - self._last_c < self._twin
-                and slope < self.config.t_wave_slope_ratio * self._last_slope
-                and h < self.config.t_wave_height_ratio * spk
-            ):
+            if c - self._last_c < self._twin and slope < self.config.t_wave_slope_ratio * self._last_slope:
                 self._levels = (spk, 0.125 * h + 0.875 * npk)  # a T wave: noise
                 return
             self._accept(c, h, thr, r_bp, slope, searchback=False)
-            self._levels = (0.125 * min(h, self.config.level_clip * spk) + 0.875 * spk, npk)
+            self._levels = (0.125 * h + 0.875 * spk, npk)
         else:
             self._levels = (spk, 0.125 * h + 0.875 * npk)
             self._noise_peaks.append((c, h))
@@ -464,9 +448,7 @@ class StreamingQrsDetector:
                 c, h = best
                 r_bp, slope = self._bp_peak(c)
                 self._accept(c, h, thr2 / self.config.searchback_threshold_ratio, r_bp, slope, searchback=True)
-                self._levels = (0.25 * min(h, self.config.level_clip * spk) + 0.75 * spk, npk)
-            else:  # nothing even at half threshold: the amplitude may have dropped; lower the signal level
-                self._levels = (npk + self.config.searchback_decay * (spk - npk), npk)
+                self._levels = (0.25 * h + 0.75 * spk, npk)
 
     def _bp_peak(self, c: int) -> tuple[int, float]:
         """Largest band-passed deflection before candidate c, and the max slope around it."""
@@ -553,29 +535,6 @@ class StreamingQrsDetector:
         if self._cand_count.get(a // self._block, 0) > self.config.noise_candidates_per_s * (b - a) / self.fs_hz:
             return SignalState.NOISY
         return SignalState.OK
-
-
-def vf_filter_leakage(x: npt.NDArray[np.float64]) -> float:
-    """Kuo & Dillman's VF-filter leakage of a (1-30 Hz band-passed) segment: near 0 for a sinusoid.
-
-    The half period N is estimated as ``pi * sum|x| / sum|dx|``; the leakage is
-    ``sum|x[i] + x[i-N]| / sum(|x[i]| + |x[i-N]|)``. Ventricular flutter/fibrillation gives
-    values below about 0.4, sinus rhythm with QRS complexes well above 0.5.
-    Returns 1.0 for segments too short or flat to tell.
-    """
-    if x.size < 8:
-        return 1.0
-    ax = np.abs(x)
-    dsum = float(np.abs(x[1:] - x[:-1]).sum())
-    asum = float(ax.sum())
-    if dsum <= 1e-9 or asum <= 1e-9:
-        return 1.0
-    half = int(math.floor(math.pi * asum / dsum + 0.5))
-    if half < 1 or half >= x.size // 2:
-        return 1.0
-    a, b = x[half:], x[:-half]
-    den = float(ax[half:].sum() + ax[:-half].sum())
-    return float(np.abs(a + b).sum()) / den if den > 0 else 1.0
 
 
 def detect_qrs(x_mv: npt.ArrayLike, fs_hz: float = MODEL_FS_HZ, config: QrsConfig | None = None) -> npt.NDArray[np.int64]:
