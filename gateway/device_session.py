@@ -1,0 +1,232 @@
+"""Per-device pipeline state: frame continuity, signal core, beats awaiting classification, rhythm.
+
+One :class:`DeviceSession` per connected device, driven by the gateway's single
+processing thread (so a device's frames are handled in order). Memory is bounded: the
+signal-core objects keep a few seconds each, the strip buffer keeps
+``strip_event_s + 6`` seconds of raw signal, pending beats are taken every tick.
+
+Device sample indices are the device's own running counter (``first_sample_index``);
+the signal core runs at :data:`MODEL_FS_HZ` from pipeline sample 0 = device sample
+``base_index``. A small gap in the frames (<= ``max_gap_fill_s``) is filled with NaN
+(the detector reports it as signal loss); a longer one restarts the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from emon_core.contracts import BeatClass, EcgFrame, EcgStrip
+from emon_core.registry import DeviceEntry
+from gateway.rhythm import EventUpdate, RhythmTracker
+from gateway.settings import GatewaySettings
+from gateway.signal.beats import BeatBatch, BeatFeatureExtractor
+from gateway.signal.constants import MODEL_FS_HZ
+from gateway.signal.filters import EcgConditioner
+from gateway.signal.qrs import SignalState, StreamingQrsDetector
+from gateway.signal.resample import StreamingResampler
+from gateway.signal.units import adu_to_mv
+
+LOSS_STATES = {SignalState.FLAT, SignalState.SATURATED, SignalState.LOSS}
+
+
+@dataclass
+class PendingBeats:
+    """Beats whose features are ready, awaiting the next batched classification."""
+
+    batch: BeatBatch
+    device_sent_ms: int  # device time of the end of the frame that completed them
+    received_ms: int  # gateway wall clock when that frame arrived
+
+
+@dataclass
+class WindowStats:
+    """Counters of the current summary window."""
+
+    beats: Counter[BeatClass] = field(default_factory=Counter)
+    frames: int = 0
+    invalid: int = 0
+    ok_samples: int = 0
+    samples: int = 0
+    start_index: int = 0
+
+
+class FrameRejected(Exception):
+    """A frame that does not continue the device's stream; ``reason`` is a counter label."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DeviceSession:
+    """State of one device's stream (see the module docstring)."""
+
+    def __init__(self, entry: DeviceEntry, frame: EcgFrame, settings: GatewaySettings, now_mono: float) -> None:
+        self.entry = entry
+        self.device_id = entry.device_id
+        self.settings = settings
+        self.fs = float(frame.fs_hz)
+        self.rhythm = RhythmTracker(self.fs, settings.rhythm)
+        self.last_seq = -1
+        self.expected_index = frame.first_sample_index
+        self.anchor_index = frame.first_sample_index
+        self.anchor_ms = frame.device_time_ms
+        self.last_frame_mono = now_mono
+        self.silent = False
+        self.lead_off = False
+        self.pending: list[PendingBeats] = []
+        self.window = WindowStats(start_index=frame.first_sample_index)
+        self.summary_period = max(1, int(round(settings.summary_period_s * self.fs)))
+        self.next_summary_index = (frame.first_sample_index // self.summary_period + 1) * self.summary_period
+        keep_s = settings.strip_event_s + 6.0
+        self._raw_keep = int(keep_s * self.fs)
+        self._raw = np.empty(0, dtype=np.float32)
+        self._raw_start = frame.first_sample_index
+        self.frames_in = 0
+        self.bytes_in = 0
+        self._reset_pipeline(frame.first_sample_index)
+
+    def _reset_pipeline(self, base_index: int) -> None:
+        self.base_index = base_index
+        self.resampler = StreamingResampler(self.fs, MODEL_FS_HZ)
+        self.conditioner = EcgConditioner(MODEL_FS_HZ)
+        self.detector = StreamingQrsDetector(MODEL_FS_HZ)
+        self.extractor = BeatFeatureExtractor(MODEL_FS_HZ, self.conditioner.delay_samples)
+        self.det_state = SignalState.FLAT
+        self._raw = np.empty(0, dtype=np.float32)
+        self._raw_start = base_index
+
+    # -- index and time mapping ---------------------------------------------------------------
+
+    def to_device_index(self, k: int | npt.NDArray[np.int64]) -> int | npt.NDArray[np.int64]:
+        """Device sample index of pipeline sample(s) ``k`` (at MODEL_FS_HZ)."""
+        return self.base_index + self.resampler.to_input_index(k)  # type: ignore[operator]
+
+    def time_ms(self, device_index: int) -> int:
+        """Device clock (epoch ms) of a device sample index."""
+        return max(0, int(round(self.anchor_ms + (device_index - self.anchor_index) * 1000.0 / self.fs)))
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def check(self, frame: EcgFrame) -> None:
+        """Raise :class:`FrameRejected` unless the frame continues this stream."""
+        if frame.fs_hz != self.fs:
+            raise FrameRejected("wrong_rate")
+        if frame.seq <= self.last_seq:
+            raise FrameRejected("replay")
+        if frame.first_sample_index < self.expected_index:
+            raise FrameRejected("out_of_order")
+
+    def ingest(self, frame: EcgFrame, received_ms: int, now_mono: float, payload_bytes: int) -> list[EventUpdate]:
+        """Run one (checked) frame through the signal core; returns rhythm updates."""
+        ups: list[EventUpdate] = []
+        first = frame.first_sample_index
+        self.last_seq = frame.seq
+        self.last_frame_mono = now_mono
+        self.frames_in += 1
+        self.bytes_in += payload_bytes
+        self.window.frames += 1
+        if self.silent:
+            self.silent = False
+            ups += self.rhythm.signal("silent", first, False)
+        gap = first - self.expected_index
+        if gap > 0:
+            if gap <= self.settings.max_gap_fill_s * self.fs:
+                ups += self._feed(np.full(gap, np.nan, dtype=np.float32), self.expected_index, None, received_ms)
+            else:
+                ups += self.rhythm.signal("gap", self.expected_index, True, "frames missing", immediate=True)
+                ups += self.rhythm.signal("gap", first, False)
+                self._reset_pipeline(first)
+        self.anchor_index, self.anchor_ms = first, frame.device_time_ms
+        if frame.lead_off != self.lead_off:
+            self.lead_off = frame.lead_off
+            ups += self.rhythm.signal("lead_off", first, frame.lead_off, "lead off")
+        mv = adu_to_mv(frame.samples, frame.gain_adu_per_mv, frame.baseline_adu)
+        end_ms = frame.device_time_ms + int(round(len(frame.samples) * 1000.0 / self.fs))
+        ups += self._feed(mv, first, end_ms, received_ms)
+        return ups
+
+    def _feed(self, mv: npt.NDArray[np.float32], first: int, end_ms: int | None, received_ms: int) -> list[EventUpdate]:
+        ups: list[EventUpdate] = []
+        self._append_raw(mv, first)
+        self.expected_index = first + mv.size
+        y = self.resampler.process(mv)
+        cond = self.conditioner.process(y)
+        dets = self.detector.process(y)
+        for ev in self.detector.pop_state_events():
+            lost_before = self.det_state in LOSS_STATES
+            self.det_state = ev.state
+            lost = ev.state in LOSS_STATES
+            if lost != lost_before or lost:
+                ups += self.rhythm.signal("detector", int(self.to_device_index(ev.sample_index)), lost, f"signal {ev.state.value}")
+        r360 = [d.sample_index for d in dets]
+        for r in r360:
+            ups += self.rhythm.on_detection(int(self.to_device_index(r)))
+        batch = self.extractor.process(cond, r360)
+        if len(batch):
+            sent = end_ms if end_ms is not None else self.time_ms(self.expected_index)
+            self.pending.append(PendingBeats(batch, sent, received_ms))
+        horizon = self.detector.samples_in - self.detector.delay_samples
+        if horizon > 0:
+            ups += self.rhythm.advance(int(self.to_device_index(horizon)))
+        self.window.samples += mv.size
+        if self.det_state is SignalState.OK and not self.lead_off:
+            self.window.ok_samples += mv.size
+        return ups
+
+    def _append_raw(self, mv: npt.NDArray[np.float32], first: int) -> None:
+        if first != self._raw_start + self._raw.size:  # a restart: forget the old signal
+            self._raw = np.empty(0, dtype=np.float32)
+            self._raw_start = first
+        self._raw = np.concatenate([self._raw, mv.astype(np.float32)])
+        if self._raw.size > 2 * self._raw_keep:
+            cut = self._raw.size - self._raw_keep
+            self._raw = self._raw[cut:]
+            self._raw_start += cut
+
+    # -- silence and summaries ---------------------------------------------------------------
+
+    def mark_silent(self) -> list[EventUpdate]:
+        """No frame for ``silent_after_s``: a signal-loss source (raised at once)."""
+        if self.silent:
+            return []
+        self.silent = True
+        return self.rhythm.signal("silent", self.expected_index, True, "device silent", immediate=True)
+
+    def summary_due(self) -> bool:
+        return self.expected_index >= self.next_summary_index
+
+    def take_window(self) -> tuple[WindowStats, int]:
+        """The finished summary window and its end index; starts the next one."""
+        end = self.next_summary_index
+        w = self.window
+        self.window = WindowStats(start_index=end)
+        self.next_summary_index = (self.expected_index // self.summary_period + 1) * self.summary_period
+        return w, end
+
+    # -- beats --------------------------------------------------------------------------------
+
+    def take_pending(self) -> list[PendingBeats]:
+        out, self.pending = self.pending, []
+        return out
+
+    def strip(self, start: int, stop: int, marks: list[int] | tuple[int, ...] = ()) -> EcgStrip | None:
+        """Raw ECG in microvolts for device samples ``[start, stop)`` (clipped to what is kept)."""
+        lo = max(start, self._raw_start)
+        hi = min(stop, self._raw_start + self._raw.size)
+        if hi <= lo:
+            return None
+        seg = self._raw[lo - self._raw_start : hi - self._raw_start]
+        uv = np.nan_to_num(np.round(seg * 1000.0), nan=0.0).clip(-2**31, 2**31 - 1).astype(np.int64)
+        return EcgStrip(
+            fs_hz=self.fs, start_sample_index=lo, start_time_ms=self.time_ms(lo), samples_uv=uv.tolist(),
+            marks=[int(m) for m in marks if lo <= m < hi][:2000],
+        )
+
+    @property
+    def raw_end(self) -> int:
+        return self._raw_start + self._raw.size

@@ -1,0 +1,149 @@
+"""Drains the outbox to the upstream broker in order: QoS 1, bounded in-flight, delete on PUBACK.
+
+Runs on its own thread. While the broker is unreachable nothing is handed to paho (the
+outbox holds it); after a reconnect paho resends what it had in flight (same payloads),
+then draining continues from the cursor. An entry in flight for longer than
+``resend_after_s`` while connected is published again (at-least-once; ids are
+deterministic so the centre deduplicates).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from gateway.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Outbox -> MQTT. ``client`` is a connected-or-reconnecting paho client (network thread running)."""
+
+    def __init__(self, client: Any, outbox: Outbox, inflight: int = 200, resend_after_s: float = 30.0,
+                 on_acked: Any = None) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.max_inflight = int(inflight)
+        self.resend_after_s = resend_after_s
+        self.on_acked = on_acked  # callback(list[(kind, bytes)]) for metrics
+        self._lock = threading.Lock()
+        self._inflight: dict[int, tuple[int, str, int, float]] = {}  # mid -> (outbox id, kind, size, sent mono)
+        self._acked: deque[int] = deque()
+        self._cursor = 0  # last outbox id handed to paho
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.connected = False
+        self.last_progress_mono = time.monotonic()
+        self.refused = 0
+        self._thread = threading.Thread(target=self._run, name="outbox-publisher", daemon=True)
+
+    # -- paho callbacks (network thread) ------------------------------------------------------
+
+    def on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.connected = not reason.is_failure
+        self._wake.set()
+
+    def on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.connected = False
+
+    def on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            self.refused += 1
+            log.error("broker refused an upstream message (mid %s): %s", mid, reason)
+        with self._lock:
+            self._acked.append(mid)
+        self._wake.set()
+
+    # -- thread ---------------------------------------------------------------------------------
+
+    def start(self) -> "Publisher":
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def idle(self) -> bool:
+        """Nothing waiting and nothing in flight."""
+        return len(self.outbox) == 0 and not self._inflight
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.05)
+            self._wake.clear()
+            try:
+                self._settle_acks()
+                if self.connected:
+                    self._check_resend()
+                    self._send_more()
+            except Exception:  # noqa: BLE001 - keep draining; the health check reports a stuck outbox
+                log.exception("outbox publisher error")
+                time.sleep(0.5)
+
+    def _settle_acks(self) -> None:
+        with self._lock:
+            mids = list(self._acked)
+            self._acked.clear()
+        done: list[int] = []
+        kinds: list[tuple[str, int]] = []
+        for mid in mids:
+            entry = self._inflight.pop(mid, None)
+            if entry is not None:
+                done.append(entry[0])
+                kinds.append((entry[1], entry[2]))
+        if done:
+            self.outbox.delete(done)
+            self.last_progress_mono = time.monotonic()
+            if self.on_acked is not None:
+                self.on_acked(kinds)
+
+    def _check_resend(self) -> None:
+        if not self._inflight:
+            return
+        oldest = min(v[3] for v in self._inflight.values())
+        if time.monotonic() - oldest > self.resend_after_s:
+            log.warning("upstream: %d message(s) unacknowledged for %.0f s; resending from the oldest",
+                        len(self._inflight), self.resend_after_s)
+            self._inflight.clear()
+            first = self.outbox.first_id()
+            self._cursor = 0 if first is None else first - 1
+
+    def _send_more(self) -> None:
+        room = self.max_inflight - len(self._inflight)
+        while room > 0 and self.connected and not self._stop.is_set():
+            entries = self.outbox.peek(after_id=self._cursor, limit=min(room, 500))
+            if not entries:
+                return
+            now = time.monotonic()
+            for e in entries:
+                info = self.client.publish(e.topic, e.payload, qos=1, retain=e.retain)
+                if info.rc != 0:  # not connected any more: paho queued it; it resends on reconnect
+                    self.connected = self.client.is_connected()
+                self._inflight[info.mid] = (e.id, e.kind, len(e.payload), now)
+                self._cursor = e.id
+                room -= 1
+                if not self.connected:
+                    return
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until the outbox is empty and acknowledged (shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._wake.set()
+            if self.idle():
+                return True
+            time.sleep(0.05)
+        return self.idle()

@@ -1,0 +1,329 @@
+"""Rhythm events at the edge, pure logic: runs, pause/asystole, brady/tachycardia, ectopy, signal loss.
+
+Everything works in device sample indices (``fs_hz`` is the device rate), so event ids
+(``device:kind:onset_sample_index``) do not depend on frame boundaries or wall time and a
+replay of the same stream yields the same events. No I/O, no clock: the caller feeds
+
+* :meth:`RhythmTracker.on_detection` every detected R peak, in order (pauses, heart rate);
+* :meth:`RhythmTracker.on_beat` every classified beat, in order (runs, frequent ectopy);
+* :meth:`RhythmTracker.advance` how far the detector has looked without finding a beat
+  (an open pause/asystole is raised while it is still going on);
+* :meth:`RhythmTracker.signal` signal-loss sources going bad or good (lead-off flag,
+  detector flat/saturated/gap state, a silent device).
+
+Each returns :class:`EventUpdate` records: an event is sent when first confirmed
+(``revision`` 0), again every ``run_update_beats`` beats while it grows, and a final
+revision when it ends (only if it changed since the last one).
+
+Rules (thresholds in :class:`gateway.settings.RhythmSettings`):
+
+* V run / S run: >= ``run_min_beats`` consecutive V (S) beats; rate from the run's RR
+  intervals; ``detail`` says VT/SVT when the rate is >= ``vt_rate_bpm``.
+* pause: no R peak for >= ``pause_s``; asystole (a separate event at the same onset):
+  >= ``asystole_s``. Not raised when the signal was lost during the gap.
+* brady/tachycardia: heart rate as bedside monitors compute it, 60 / mean of the last
+  ``rate_rr_count`` RR intervals (at least 4), below ``brady_bpm`` / above ``tachy_bpm``
+  continuously for ``sustain_s``.
+* frequent ectopy: more than ``ectopy_per_min`` V beats within the last 60 s, counting
+  singles and couplets only (the beats of a V run are reported by the run).
+* signal loss: any source bad for >= ``signal_loss_min_s`` (a silent device immediately).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from emon_core.contracts import BeatClass, EventKind
+from gateway.settings import RhythmSettings
+
+ECTOPY_WINDOW_S = 60.0
+MIN_RATE_RR = 4
+
+
+@dataclass(frozen=True)
+class EventUpdate:
+    """One revision of a rhythm event (device sample indices at the device rate)."""
+
+    kind: EventKind
+    onset_index: int
+    end_index: int
+    revision: int
+    beat_count: int = 0
+    rate_bpm: float | None = None
+    detail: str = ""
+    final: bool = False
+    marks: tuple[int, ...] = ()
+
+
+@dataclass
+class _Open:
+    """An event being tracked (maybe not yet confirmed/sent)."""
+
+    kind: EventKind
+    onset: int
+    end: int
+    beats: list[int] = field(default_factory=list)
+    sent_revision: int = -1
+    sent_state: tuple = ()
+    detail: str = ""
+    rate: float | None = None
+
+    def update(self, final: bool = False) -> EventUpdate | None:
+        state = (self.end, len(self.beats), self.detail, self.rate)
+        if self.sent_revision >= 0 and state == self.sent_state:
+            return None
+        self.sent_revision += 1
+        self.sent_state = state
+        return EventUpdate(
+            self.kind, self.onset, self.end, self.sent_revision, len(self.beats),
+            None if self.rate is None else round(self.rate, 1), self.detail, final, tuple(self.beats[-200:]),
+        )
+
+
+class RhythmTracker:
+    """Rhythm state of one device. See the module docstring for the rules.
+
+    Example:
+        >>> t = RhythmTracker(360.0)
+        >>> ups = [u for i in range(6) for u in t.on_beat(1000 + 120 * i, BeatClass.V)]
+        >>> [(u.kind.value, u.beat_count) for u in ups]
+        [('v_run', 3)]
+    """
+
+    def __init__(self, fs_hz: float, config: RhythmSettings | None = None) -> None:
+        self.fs = float(fs_hz)
+        self.cfg = config or RhythmSettings()
+        self._last_det: int | None = None
+        self._rr: deque[int] = deque(maxlen=self.cfg.rate_rr_count)
+        self._gap_lost = False  # signal lost since the last detection
+        self._pause: _Open | None = None
+        self._asystole: _Open | None = None
+        self._run: _Open | None = None
+        self._run_cls: BeatClass | None = None
+        self._rate: dict[EventKind, _Open] = {}
+        self._rate_since: dict[EventKind, int] = {}
+        self._v_times: deque[int] = deque()  # V beats outside runs (singles, couplets)
+        self._v_pending: list[int] = []  # V beats of the current V sequence
+        self._ectopy: _Open | None = None
+        self._loss_sources: dict[str, tuple[int, str]] = {}
+        self._loss: _Open | None = None
+        self._loss_confirmed = False
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _s(self, seconds: float) -> int:
+        return int(round(seconds * self.fs))
+
+    @property
+    def heart_rate_bpm(self) -> float | None:
+        """60 / mean of the last ``rate_rr_count`` RR intervals (None with fewer than 4)."""
+        if len(self._rr) < MIN_RATE_RR:
+            return None
+        return 60.0 * self.fs * len(self._rr) / sum(self._rr)
+
+    @property
+    def signal_lost(self) -> bool:
+        return bool(self._loss_sources)
+
+    # -- R peaks: pauses and rate --------------------------------------------------------
+
+    def on_detection(self, index: int) -> list[EventUpdate]:
+        """A detected R peak at device sample ``index`` (strictly increasing)."""
+        out: list[EventUpdate] = []
+        if self._last_det is not None and index <= self._last_det:
+            return out
+        for ev_name in ("_pause", "_asystole"):
+            ev: _Open | None = getattr(self, ev_name)
+            if ev is not None:
+                ev.end = index
+                ev.detail = f"{(index - ev.onset) / self.fs:.1f} s without a beat"
+                if ev.sent_revision >= 0:
+                    self._emit(out, ev, final=True)
+                setattr(self, ev_name, None)
+        if self._last_det is not None and not self._gap_lost:
+            self._rr.append(index - self._last_det)
+        elif self._gap_lost:
+            self._rr.clear()
+        self._last_det = index
+        self._gap_lost = bool(self._loss_sources)
+        self._check_rate(index, out)
+        return out
+
+    def advance(self, horizon: int) -> list[EventUpdate]:
+        """The detector has seen everything before ``horizon`` (no R peak after the last one)."""
+        out: list[EventUpdate] = []
+        self._check_loss(horizon, out)
+        if self._last_det is None or self._gap_lost or self._loss_sources:
+            return out
+        gap = horizon - self._last_det
+        for name, kind, limit in (("_pause", EventKind.PAUSE, self.cfg.pause_s),
+                                  ("_asystole", EventKind.ASYSTOLE, self.cfg.asystole_s)):
+            if gap >= self._s(limit):
+                ev = getattr(self, name)
+                if ev is None:
+                    ev = _Open(kind, self._last_det, horizon)
+                    ev.beats = [self._last_det]
+                    ev.detail = f"no beat for >= {limit:g} s"
+                    setattr(self, name, ev)
+                    self._emit(out, ev)
+        return out
+
+    def _check_rate(self, index: int, out: list[EventUpdate]) -> None:
+        hr = self.heart_rate_bpm
+        for kind, bad in ((EventKind.BRADYCARDIA, hr is not None and hr < self.cfg.brady_bpm),
+                          (EventKind.TACHYCARDIA, hr is not None and hr > self.cfg.tachy_bpm)):
+            ev = self._rate.get(kind)
+            if bad:
+                since = self._rate_since.setdefault(kind, index)
+                if ev is None and index - since >= self._s(self.cfg.sustain_s):
+                    ev = self._rate[kind] = _Open(kind, since, index)
+                if ev is not None:
+                    ev.end = index
+                    ev.beats.append(index)
+                    ev.rate = hr if ev.rate is None else (
+                        min(ev.rate, hr) if kind is EventKind.BRADYCARDIA else max(ev.rate, hr))  # type: ignore[type-var]
+                    ev.detail = f"{'lowest' if kind is EventKind.BRADYCARDIA else 'highest'} rate over {self.cfg.rate_rr_count} RR"
+                    if ev.sent_revision < 0 or len(ev.beats) % max(self.cfg.run_update_beats * 3, 1) == 0:
+                        self._emit(out, ev)
+            else:
+                self._rate_since.pop(kind, None)
+                if ev is not None:
+                    self._emit(out, ev, final=True)
+                    del self._rate[kind]
+
+    # -- classified beats: runs and ectopy -------------------------------------------------
+
+    def on_beat(self, index: int, cls: BeatClass) -> list[EventUpdate]:
+        """A classified beat (in order)."""
+        out: list[EventUpdate] = []
+        run_cls = cls if cls in (BeatClass.V, BeatClass.S) else None
+        if self._run is not None and run_cls is not self._run_cls:
+            self._close_run(out)
+        if run_cls is not None:
+            if self._run is None:
+                kind = EventKind.V_RUN if run_cls is BeatClass.V else EventKind.S_RUN
+                self._run, self._run_cls = _Open(kind, index, index), run_cls
+            run = self._run
+            run.beats.append(index)
+            run.end = index
+            n = len(run.beats)
+            if n >= 2:
+                run.rate = 60.0 * self.fs * (n - 1) / (run.beats[-1] - run.beats[0])
+                fast = run.rate >= self.cfg.vt_rate_bpm
+                name = ("VT" if fast else "slow ventricular run") if run_cls is BeatClass.V else (
+                    "SVT" if fast else "slow supraventricular run")
+                run.detail = f"{name}, {n} beats"
+            if n == self.cfg.run_min_beats or (
+                n > self.cfg.run_min_beats and (n - self.cfg.run_min_beats) % self.cfg.run_update_beats == 0
+            ):
+                self._emit(out, run)
+        if self._run is None or self._run_cls is not BeatClass.V:
+            self._v_pending.clear()
+        if cls is BeatClass.V:
+            self._v_pending.append(index)
+            if len(self._v_pending) < self.cfg.run_min_beats:
+                self._v_times.append(index)
+            elif len(self._v_pending) == self.cfg.run_min_beats:  # a run, not ectopy: take its beats back
+                for i in self._v_pending[:-1]:
+                    if i in self._v_times:
+                        self._v_times.remove(i)
+        window = self._s(ECTOPY_WINDOW_S)
+        while self._v_times and self._v_times[0] <= index - window:
+            self._v_times.popleft()
+        self._check_ectopy(index, out)
+        return out
+
+    def _close_run(self, out: list[EventUpdate]) -> None:
+        run = self._run
+        if run is not None and len(run.beats) >= self.cfg.run_min_beats:
+            self._emit(out, run, final=True)
+        self._run, self._run_cls = None, None
+
+    def _check_ectopy(self, index: int, out: list[EventUpdate]) -> None:
+        count = len(self._v_times)
+        ev = self._ectopy
+        if count > self.cfg.ectopy_per_min:
+            if ev is None:
+                ev = self._ectopy = _Open(EventKind.FREQUENT_ECTOPY, self._v_times[0], index)
+                ev.beats = list(self._v_times)
+                ev.detail = f"{count} PVC in 60 s"
+                self._emit(out, ev)
+            else:
+                for t in self._v_times:
+                    if t > ev.beats[-1]:
+                        ev.beats.append(t)
+                ev.end = index
+        elif ev is not None:
+            ev.end = index
+            ev.detail = f"{len(ev.beats)} PVC, ended"
+            self._emit(out, ev, final=True)
+            self._ectopy = None
+
+    # -- signal loss -----------------------------------------------------------------------
+
+    def signal(self, source: str, index: int, lost: bool, detail: str = "", immediate: bool = False) -> list[EventUpdate]:
+        """Loss ``source`` (``lead_off``, ``detector``, ``silent``) turned bad/good at ``index``."""
+        out: list[EventUpdate] = []
+        if lost:
+            if source not in self._loss_sources:
+                self._loss_sources[source] = (index, detail or source)
+            self._gap_lost = True
+            if self._loss is None:
+                self._loss = _Open(EventKind.SIGNAL_LOSS, index, index)
+                self._loss.detail = detail or source
+                self._loss_confirmed = False
+                for name in ("_pause", "_asystole"):  # a lost signal is not a pause
+                    ev = getattr(self, name)
+                    if ev is not None and ev.sent_revision >= 0:
+                        ev.end = index
+                        self._emit(out, ev, final=True)
+                    setattr(self, name, None)
+            if immediate:
+                self._confirm_loss(index, out)
+            else:
+                self._check_loss(index, out)
+        else:
+            self._loss_sources.pop(source, None)
+            if not self._loss_sources and self._loss is not None:
+                self._loss.end = max(index, self._loss.end)
+                if self._loss_confirmed:
+                    self._emit(out, self._loss, final=True)
+                self._loss = None
+        return out
+
+    def _check_loss(self, horizon: int, out: list[EventUpdate]) -> None:
+        if self._loss is not None and not self._loss_confirmed and self._loss_sources:
+            if horizon - self._loss.onset >= self._s(self.cfg.signal_loss_min_s):
+                self._confirm_loss(horizon, out)
+
+    def _confirm_loss(self, index: int, out: list[EventUpdate]) -> None:
+        assert self._loss is not None
+        if not self._loss_confirmed:
+            self._loss_confirmed = True
+            self._loss.end = max(index, self._loss.end)
+            self._loss.detail = ", ".join(sorted({d for _, d in self._loss_sources.values()}))[:200]
+            self._emit(out, self._loss)
+
+    # -- end of stream -----------------------------------------------------------------------
+
+    def close(self, index: int) -> list[EventUpdate]:
+        """The device left: final revisions of every confirmed open event."""
+        out: list[EventUpdate] = []
+        self._close_run(out)
+        for ev in [self._pause, self._asystole, self._ectopy, *self._rate.values()]:
+            if ev is not None and ev.sent_revision >= 0:
+                self._emit(out, ev, final=True)
+        self._pause = self._asystole = self._ectopy = None
+        self._rate.clear()
+        if self._loss is not None and self._loss_confirmed:
+            self._loss.end = max(self._loss.end, index)
+            self._emit(out, self._loss, final=True)
+        self._loss = None
+        return out
+
+    @staticmethod
+    def _emit(out: list[EventUpdate], ev: _Open, final: bool = False) -> None:
+        up = ev.update(final)
+        if up is not None:
+            out.append(up)

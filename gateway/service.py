@@ -1,0 +1,443 @@
+"""The gateway service: MQTT intake -> per-device signal core -> batched classification -> outbox -> MQTT.
+
+Threads: paho's network threads (intake and upstream clients) only enqueue; one
+processing thread owns every :class:`DeviceSession` (a device's frames are handled in
+order) and runs a tick every ``tick_ms``: classify the ready beats of *all* devices in one
+classifier call, turn them into flagged beats and rhythm events, commit them to the
+outbox; the publisher thread drains the outbox upstream.
+
+Shutdown (SIGTERM/SIGINT): stop intake, process what was received, drain the outbox
+(bounded by ``drain_timeout_s``), publish the retained offline status, disconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from emon_core.contracts import BeatClass, ContractError, EcgFrame, decode
+from emon_core.registry import DeviceRegistry
+from emon_core.topics import MQTT_FRAMES_SUB, gateway_status_topic
+from gateway import messages
+from gateway.device_session import DeviceSession, FrameRejected
+from gateway.messages import Outgoing
+from gateway.metrics import GatewayMetrics
+from gateway.outbox import Outbox
+from gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+
+def load_classifier(settings: GatewaySettings) -> Any:
+    """The TFLite beat model, or the rules fallback (``classifier: rules``, or ``auto`` without a model)."""
+    from gateway.rules_classifier import RulesClassifier
+
+    if settings.classifier == "rules":
+        return RulesClassifier()
+    from gateway.classifier import DEFAULT_MODEL, BeatClassifier
+
+    path = settings.model_path
+    if settings.classifier == "auto" and path is None and not DEFAULT_MODEL.exists():
+        log.warning("no beat model at %s: using the rules fallback classifier", DEFAULT_MODEL)
+        return RulesClassifier()
+    card = path.with_name("model_card.json") if path is not None else None
+    return BeatClassifier(path, card if card is not None and card.exists() else None)
+
+
+def classify_reason(err: ContractError) -> str:
+    """Counter label of a frame that failed contract validation."""
+    text = str(err)
+    if err.reason == "oversized" or "frame longer than" in text or "at most" in text and "samples" in text:
+        return "oversized"
+    if "NaN" in text or "infinity" in text:
+        return "nan"
+    if text.startswith("fs_hz"):
+        return "wrong_rate"
+    return "malformed"
+
+
+class GatewayPipeline:
+    """Frame validation, device sessions, batched classification and message building (no MQTT).
+
+    ``handle(topic, payload, received_ms)`` and ``tick()`` are called from one thread;
+    outgoing messages go to ``outbox``. Used by :class:`GatewayService` and unit tests.
+    """
+
+    def __init__(self, settings: GatewaySettings, registry: DeviceRegistry, classifier: Any, outbox: Outbox,
+                 metrics: GatewayMetrics | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.classifier = classifier
+        self.model_version = str(classifier.model_version)
+        self.outbox = outbox
+        self.metrics = metrics or GatewayMetrics()
+        self.metrics.model.labels(self.model_version).set(1)
+        self.sessions: dict[str, DeviceSession] = {}
+        self.invalid: Counter[str] = Counter()
+        self.frames_ok = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.beats: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
+        self._out: list[Outgoing] = []
+        self._bias = np.asarray(getattr(classifier, "class_log_bias", np.zeros(5)), dtype=np.float32)
+        self.last_tick_mono = time.monotonic()
+        self.topic_prefix = f"ecg/{settings.site_id}/"
+
+    # -- intake ---------------------------------------------------------------------------------
+
+    def reject(self, reason: str, topic: str = "", detail: str = "") -> None:
+        self.invalid[reason] += 1
+        self.metrics.frames_invalid.labels(reason).inc()
+        if self.invalid[reason] <= 20 or self.invalid[reason] % 1000 == 0:
+            log.warning("frame rejected (%s) on %s: %s [%d so far]", reason, topic[:120], detail[:200], self.invalid[reason])
+
+    def handle(self, topic: str, payload: bytes, received_ms: int, now_mono: float | None = None) -> None:
+        """Validate and process one frame; never raises for bad input."""
+        now_mono = time.monotonic() if now_mono is None else now_mono
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[0] != "ecg" or parts[3] != "frames" or parts[1] != self.settings.site_id:
+            self.reject("foreign_topic", topic)
+            return
+        try:
+            frame = decode(payload, EcgFrame)
+        except ContractError as err:
+            self.reject(classify_reason(err), topic, str(err))
+            return
+        if frame.device_id != parts[2]:
+            self.reject("device_mismatch", topic, f"payload device {frame.device_id}")
+            return
+        entry = self.registry.get(frame.device_id)
+        if entry is None or entry.site_id != self.settings.site_id:
+            self.reject("unknown_device", topic)
+            return
+        session = self.sessions.get(frame.device_id)
+        if session is None:
+            if len(self.sessions) >= self.settings.max_devices:
+                self.reject("capacity", topic)
+                return
+            session = DeviceSession(entry, frame, self.settings, now_mono)
+            self.sessions[frame.device_id] = session
+            self.metrics.devices.set(len(self.sessions))
+            log.info("device %s joined (%g Hz)", frame.device_id, frame.fs_hz)
+        try:
+            session.check(frame)
+        except FrameRejected as rej:
+            session.window.invalid += 1
+            self.reject(rej.reason, topic, f"seq {frame.seq} first {frame.first_sample_index}")
+            return
+        try:
+            ups = session.ingest(frame, received_ms, now_mono, len(payload))
+        except Exception as err:  # noqa: BLE001 - one device's failure must not stop the others
+            log.exception("device %s: processing failed; session restarted", frame.device_id)
+            self.sessions.pop(frame.device_id, None)
+            self.reject("processing_error", topic, str(err))
+            return
+        self.frames_ok += 1
+        self.bytes_in += len(payload)
+        self.metrics.frames.inc()
+        self.metrics.bytes_in.inc(len(payload))
+        self.metrics.lag.set(max(0.0, time.time() - received_ms / 1000.0))
+        end_ms = frame.device_time_ms + int(round(len(frame.samples) * 1000.0 / frame.fs_hz))
+        self._events(session, ups, end_ms, received_ms)
+        if session.summary_due():
+            w, end = session.take_window()
+            self._out.append(messages.summary(session, w, end, self.model_version))
+            self.metrics.summaries.inc()
+
+    def _events(self, s: DeviceSession, ups: list, sent_ms: int | None, received_ms: int | None) -> None:
+        for up in ups:
+            self._out.append(messages.rhythm_event(s, up, self.model_version, sent_ms, received_ms,
+                                                   self.settings.strip_event_s))
+            self.events[up.kind.value] += 1
+            self.metrics.events.labels(up.kind.value).inc()
+
+    # -- tick -----------------------------------------------------------------------------------
+
+    def tick(self, now_mono: float | None = None) -> int:
+        """Classify ready beats across devices, check silent/idle devices, commit output. Returns messages committed."""
+        now_mono = time.monotonic() if now_mono is None else now_mono
+        self.last_tick_mono = now_mono
+        self._classify()
+        self._housekeeping(now_mono)
+        return self.commit()
+
+    def _classify(self) -> None:
+        work = [(s, p) for s in self.sessions.values() for p in s.take_pending()]
+        if not work:
+            return
+        windows = np.concatenate([p.batch.windows for _, p in work])
+        rr = np.concatenate([p.batch.rr for _, p in work])
+        t0 = time.perf_counter()
+        probs = self.classifier.classify(windows, rr)
+        self.metrics.classify_s.observe(time.perf_counter() - t0)
+        self.metrics.batch.observe(len(windows))
+        logp = np.log(np.maximum(probs, 1e-6)) + self._bias[None, :]
+        decided = np.argmax(logp, axis=1)
+        from gateway.classifier import CLASSES
+
+        row = 0
+        for s, p in work:
+            for j in range(len(p.batch)):
+                cls = CLASSES[int(decided[row])]
+                index = int(s.to_device_index(int(p.batch.r_samples[j])))
+                self.beats[cls.value] += 1
+                self.metrics.beats.labels(cls.value).inc()
+                s.window.beats[cls] += 1
+                if cls is not BeatClass.N:
+                    self._out.append(messages.flagged_beat(
+                        s, index, cls, probs[row], p.batch.rr[j], self.model_version, p.device_sent_ms,
+                        p.received_ms, self.settings.strip_beat_s))
+                    self.metrics.flagged.inc()
+                self._events(s, s.rhythm.on_beat(index, cls), p.device_sent_ms, p.received_ms)
+                row += 1
+
+    def _housekeeping(self, now_mono: float) -> None:
+        for dev, s in list(self.sessions.items()):
+            idle = now_mono - s.last_frame_mono
+            if idle >= self.settings.idle_evict_s:
+                self._events(s, s.rhythm.close(s.expected_index), None, None)
+                del self.sessions[dev]
+                self.metrics.evicted.inc()
+                log.info("device %s left (idle %.0f s)", dev, idle)
+            elif idle >= self.settings.silent_after_s and not s.silent:
+                self._events(s, s.mark_silent(), s.time_ms(s.expected_index), None)
+        self.metrics.devices.set(len(self.sessions))
+
+    def emit(self, item: Outgoing) -> None:
+        self._out.append(item)
+
+    def commit(self) -> int:
+        """Commit pending output to the outbox (one transaction)."""
+        if not self._out:
+            return 0
+        out, self._out = self._out, []
+        before = dict(self.outbox.dropped)
+        self.outbox.append(out)
+        for kind, n in self.outbox.dropped.items():
+            if n > before.get(kind, 0):
+                self.metrics.outbox_dropped.labels(kind).inc(n - before.get(kind, 0))
+        self.metrics.outbox_depth.set(len(self.outbox))
+        self.metrics.outbox_bytes.set(self.outbox.size_bytes)
+        return len(out)
+
+    def on_published(self, kinds: list[tuple[str, int]]) -> None:
+        """Publisher callback: messages acknowledged upstream (any thread)."""
+        size = sum(n for _, n in kinds)
+        self.bytes_out += size
+        self.metrics.bytes_out.inc(size)
+        self.metrics.published.inc(len(kinds))
+        if self.bytes_out:
+            self.metrics.traffic_ratio.set(self.bytes_in / self.bytes_out)
+
+    def close_all(self) -> None:
+        for s in self.sessions.values():
+            self._events(s, s.rhythm.close(s.expected_index), None, None)
+        self.commit()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "devices": len(self.sessions),
+            "frames": self.frames_ok,
+            "frames_invalid": dict(self.invalid),
+            "beats": dict(self.beats),
+            "events": dict(self.events),
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "traffic_reduction": round(self.bytes_in / self.bytes_out, 1) if self.bytes_out else None,
+            "outbox_depth": len(self.outbox),
+            "outbox_dropped": dict(self.outbox.dropped),
+            "model_version": self.model_version,
+        }
+
+
+class GatewayService:
+    """Runs the pipeline against real MQTT: intake client, publisher, HTTP endpoints, signals."""
+
+    def __init__(self, settings: GatewaySettings, registry: DeviceRegistry, classifier: Any) -> None:
+        from emon_core.adapters.mqtt import Will, create_client
+
+        from gateway.health import HttpEndpoints
+        from gateway.publisher import Publisher
+
+        self.settings = settings
+        self.gateway_id = settings.resolved_gateway_id
+        self.mqtt = settings.mqtt.to_mqtt_settings()
+        sd = settings.resolved_state_dir
+        sd.mkdir(parents=True, exist_ok=True)
+        self.metrics = GatewayMetrics()
+        self.outbox = Outbox(sd / "outbox.db", settings.outbox_max_entries, int(settings.outbox_max_mb * (1 << 20)),
+                             settings.outbox_sync)
+        self.pipeline = GatewayPipeline(settings, registry.for_site(settings.site_id), classifier, self.outbox, self.metrics)
+        self.queue: queue.Queue[tuple[str, bytes, int]] = queue.Queue(maxsize=settings.queue_frames)
+        self.stopping = threading.Event()
+        self.loop_alive_mono = time.monotonic()
+        _, _, will_payload, _ = messages.status(settings.site_id, self.gateway_id, False, self.pipeline.model_version, [])
+        self.up = create_client(self.mqtt, client_id=f"{self.gateway_id}-up", on_connect=self._on_up_connect,
+                                will=Will(gateway_status_topic(settings.site_id), will_payload, 1, True),
+                                max_inflight=max(20, settings.outbox_inflight))
+        self.publisher = Publisher(self.up, self.outbox, settings.outbox_inflight, on_acked=self.pipeline.on_published)
+        self.up.on_publish = self.publisher.on_publish
+        self.up.on_disconnect = self._on_up_disconnect
+        self.intake = create_client(self.mqtt, client_id=f"{self.gateway_id}-in",
+                                    subscriptions=[(MQTT_FRAMES_SUB.format(site_id=settings.site_id), 1)],
+                                    on_connect=self._on_in_connect, max_inflight=100)
+        self.intake.on_message = self._on_message
+        self.intake.on_disconnect = self._on_in_disconnect
+        self.http = HttpEndpoints(settings.http_host, settings.http_port, self.metrics.registry, self.health)
+
+    # -- paho callbacks ---------------------------------------------------------------------------
+
+    def _on_up_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.publisher.on_connect(client, userdata, flags, reason, props)
+        self.metrics.upstream.set(0 if reason.is_failure else 1)
+        if reason.is_failure:
+            log.error("upstream MQTT refused: %s", reason)
+        else:
+            log.info("upstream MQTT connected")
+
+    def _on_up_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.publisher.on_disconnect(client, userdata, flags, reason, props)
+        self.metrics.upstream.set(0)
+        if not self.stopping.is_set():
+            log.warning("upstream MQTT disconnected (%s); output is kept in the outbox", reason)
+
+    def _on_in_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.metrics.intake.set(0 if reason.is_failure else 1)
+
+    def _on_in_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.metrics.intake.set(0)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if self.stopping.is_set():
+            return
+        item = (msg.topic, bytes(msg.payload), int(time.time() * 1000))
+        try:
+            self.queue.put(item, timeout=5.0)  # blocking paho's thread delays PUBACKs: backpressure
+        except queue.Full:
+            self.pipeline.reject("queue_full", msg.topic)
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
+        loop_age = now - self.loop_alive_mono
+        up = self.up.is_connected()
+        intake = self.intake.is_connected()
+        depth = len(self.outbox)
+        stuck = depth > 0 and up and now - self.publisher.last_progress_mono > self.settings.stuck_after_s
+        checks = {
+            "mqtt_upstream": up,
+            "mqtt_intake": intake,
+            "loop_alive": loop_age < max(5.0, 20 * self.settings.tick_ms / 1000.0),
+            "outbox_not_stuck": not stuck,
+        }
+        detail = {"checks": checks, "loop_age_s": round(loop_age, 2), "gateway_id": self.gateway_id,
+                  "site_id": self.settings.site_id, "queue": self.queue.qsize(),
+                  "outbox_oldest_s": round(self.outbox.oldest_age_s(), 1), **self.pipeline.snapshot()}
+        return all(checks.values()), detail
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def run(self, connect_timeout_s: float = 30.0) -> int:
+        from emon_core.adapters.mqtt import connect_and_wait
+
+        self.http.start()
+        log.info("gateway %s for %s: http on %s:%d, model %s, %d registered devices, state %s",
+                 self.gateway_id, self.settings.site_id, self.settings.http_host, self.http.port,
+                 self.pipeline.model_version, len(self.pipeline.registry), self.settings.resolved_state_dir)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        self.publisher.start()
+        self._connect(connect_timeout_s, connect_and_wait)
+        self._publish_status(True)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _connect(self, timeout_s: float, connect_and_wait: Any) -> None:
+        sess = self.settings.mqtt.session_expiry_s
+        deadline = time.monotonic() + timeout_s
+        for client, clean, expiry in ((self.up, True, None), (self.intake, False, sess)):
+            while True:
+                try:
+                    connect_and_wait(client, self.mqtt, timeout_s=10.0, clean_start=clean, session_expiry_s=expiry)
+                    break
+                except Exception as err:  # noqa: BLE001 - bounded wait for the broker
+                    from emon_core.errors import ConfigError
+
+                    if isinstance(err, ConfigError) or time.monotonic() > deadline or self.stopping.is_set():
+                        raise
+                    log.warning("waiting for the MQTT broker: %s", err)
+                    time.sleep(1.0)
+
+    def _publish_status(self, online: bool) -> None:
+        self.pipeline.emit(messages.status(self.settings.site_id, self.gateway_id, online,
+                                           self.pipeline.model_version, sorted(self.pipeline.sessions)))
+        self.pipeline.commit()
+        self.publisher.wake()
+
+    def _loop(self) -> None:
+        tick_s = self.settings.tick_ms / 1000.0
+        next_tick = time.monotonic() + tick_s
+        next_status = time.monotonic() + 60.0
+        while not self.stopping.is_set():
+            self._drain_queue(until=next_tick)
+            now = time.monotonic()
+            if now >= next_tick:
+                if self.pipeline.tick(now):
+                    self.publisher.wake()
+                self.loop_alive_mono = now
+                self.metrics.queue.set(self.queue.qsize())
+                self.metrics.outbox_depth.set(len(self.outbox))
+                next_tick = max(next_tick + tick_s, now)
+            if now >= next_status:
+                self._publish_status(True)
+                next_status = now + 60.0
+
+    def _drain_queue(self, until: float) -> None:
+        while True:
+            timeout = until - time.monotonic()
+            if timeout <= 0:
+                return
+            try:
+                topic, payload, received = self.queue.get(timeout=timeout)
+            except queue.Empty:
+                return
+            self.pipeline.handle(topic, payload, received)
+
+    def _shutdown(self) -> None:
+        log.info("gateway stopping: intake off, draining")
+        self.stopping.set()
+        try:
+            self.intake.disconnect()
+            self.intake.loop_stop()
+        except Exception:  # noqa: BLE001
+            log.debug("intake disconnect failed", exc_info=True)
+        while True:
+            try:
+                topic, payload, received = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            self.pipeline.handle(topic, payload, received)
+        self.pipeline.tick()
+        self._publish_status(False)
+        drained = self.publisher.drain(self.settings.drain_timeout_s)
+        log.info("gateway stopped: outbox %s (%d left)", "drained" if drained else "NOT drained", len(self.outbox))
+        self.publisher.stop()
+        try:
+            self.up.disconnect()
+            self.up.loop_stop()
+        except Exception:  # noqa: BLE001
+            log.debug("upstream disconnect failed", exc_info=True)
+        self.http.stop()
+        self.outbox.close()

@@ -1,0 +1,100 @@
+"""Gateway frame validation: bad frames are counted by reason, never crash, never disturb other devices."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emon_core.contracts import EcgFrame
+from emon_core.registry import DeviceRegistry
+from gateway.outbox import Outbox
+from gateway.rules_classifier import RulesClassifier
+from gateway.service import GatewayPipeline
+from gateway.settings import load_gateway_settings
+
+FS = 250.0
+T0 = 1_700_000_000_000
+
+
+def frame(dev: str, k: int, n: int = 250, fs: float = FS, **kw: object) -> EcgFrame:
+    rng = np.random.default_rng(k)
+    fields = dict(device_id=dev, seq=k, device_time_ms=T0 + k * 1000, fs_hz=fs, first_sample_index=k * n,
+                  samples=(1024 + 20 * rng.standard_normal(n)).round().tolist())
+    fields.update(kw)
+    return EcgFrame(**fields)  # type: ignore[arg-type]
+
+
+def topic(dev: str, site: str = "site-00") -> str:
+    return f"ecg/{site}/{dev}/frames"
+
+
+@pytest.fixture()
+def pipeline(tmp_path: Path) -> GatewayPipeline:
+    s = load_gateway_settings(None, simulated=10)
+    return GatewayPipeline(s, DeviceRegistry.simulated(10), RulesClassifier(), Outbox(tmp_path / "o.db"))
+
+
+def test_bad_frames_counted_by_reason_and_other_devices_unaffected(pipeline: GatewayPipeline) -> None:
+    good, bad = "dev-00001", "dev-00002"
+    p = pipeline
+    k_good = 0
+
+    def good_frame() -> None:
+        nonlocal k_good
+        p.handle(topic(good), frame(good, k_good).encode(), T0)
+        k_good += 1
+
+    p.handle(topic(bad), frame(bad, 0).encode(), T0)
+    good_frame()
+    cases = {
+        "malformed": [b"{not json", b'{"type":"ecg_frame"}', b"\xff\xfe", b""],
+        "oversized": [b"[" + b"1," * 200_000 + b"1]",
+                      json.dumps({**json.loads(frame(bad, 1).encode()), "fs_hz": 100.0,
+                                  "samples": [1.0] * 1500}).encode()],
+        "nan": [frame(bad, 1).encode().replace(b"[", b"[NaN,", 1).replace(b'"samples":[NaN,', b'"samples":[NaN,')],
+        "wrong_rate": [json.dumps({**json.loads(frame(bad, 1).encode()), "fs_hz": 50.0}).encode(),
+                       frame(bad, 1, fs=500.0, n=500, first_sample_index=250).encode()],
+        "replay": [frame(bad, 0).encode()],
+        "out_of_order": [frame(bad, 5, first_sample_index=100).encode()],
+        "unknown_device": [frame("dev-99999", 0).encode()],
+    }
+    nan_payload = json.loads(frame(bad, 1).encode())
+    nan_payload["samples"][3] = float("nan")
+    cases["nan"] = [json.dumps(nan_payload).encode()]  # json.dumps writes NaN
+    for reason, payloads in cases.items():
+        for payload in payloads:
+            p.handle(topic("dev-99999" if reason == "unknown_device" else bad), payload, T0)
+            good_frame()
+    p.handle(topic(bad, site="site-01"), frame(bad, 1).encode(), T0)  # another site's topic
+    p.handle("ecg/site-00/frames", frame(bad, 1).encode(), T0)  # not a frame topic
+    p.handle(topic("dev-00003"), frame(bad, 1).encode(), T0)  # payload of another device
+    good_frame()
+    p.tick()
+    inv = dict(p.invalid)
+    assert inv.pop("foreign_topic") == 2
+    assert inv.pop("device_mismatch") == 1
+    assert inv == {reason: len(payloads) for reason, payloads in cases.items()}
+    assert p.sessions[good].last_seq == k_good - 1  # every good frame went through, in order
+    assert p.frames_ok == k_good + 1
+    # the bad device still works after all that
+    p.handle(topic(bad), frame(bad, 1).encode(), T0)
+    assert p.sessions[bad].last_seq == 1
+    snap = p.snapshot()
+    assert snap["frames_invalid"]["malformed"] == 4
+    assert p.metrics.registry.get_sample_value("emon_gateway_frames_invalid_total", {"reason": "nan"}) == 1
+
+
+def test_gap_is_filled_and_a_long_gap_restarts_the_stream(pipeline: GatewayPipeline) -> None:
+    p, dev = pipeline, "dev-00004"
+    for k in range(3):
+        p.handle(topic(dev), frame(dev, k).encode(), T0)
+    p.handle(topic(dev), frame(dev, 5).encode(), T0)  # 2 s missing: NaN-filled
+    s = p.sessions[dev]
+    assert s.expected_index == 6 * 250 and s.base_index == 0
+    p.handle(topic(dev), frame(dev, 100).encode(), T0)  # 94 s missing: pipeline restarts
+    s = p.sessions[dev]
+    assert s.base_index == 100 * 250 and s.expected_index == 101 * 250
+    assert not p.invalid
