@@ -89,6 +89,11 @@ def summarize(fleet: Fleet, wall_s: float, cpu_s: float, setup_s: float, meta: d
             "max": round(float(late.max()), 1),
         },
     )
+    # contention-robust figures: CPU per frame, and how many patients one core could feed
+    per_frame_ms = 1000.0 * cpu_s / s.frames_sent if s.frames_sent else 0.0
+    out["cpu_ms_per_frame"] = round(per_frame_ms, 3)
+    frame_s = fleet.devices[0].frame_s if fleet.devices else 1.0
+    out["patients_per_core_estimate"] = int(1000.0 * frame_s / per_frame_ms) if per_frame_ms else None
     realtime_ok = out["lateness_ms"]["p99"] < 200.0 and s.frames_acked >= s.frames_sent - len(fleet.devices)
     out["realtime"] = bool(realtime_ok) if not meta.get("fast") else False
     return out
@@ -117,6 +122,8 @@ def print_summary(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
         f"load: CPU {s['cpu_percent']}% of one core ({s['cpu_percent_of_machine']}% of the machine), "
         f"RSS {s['rss_mb']} MB; frame lateness p50 {s['lateness_ms']['p50']} ms, "
         f"p99 {s['lateness_ms']['p99']} ms, max {s['lateness_ms']['max']} ms",
+        f"cost: {s['cpu_ms_per_frame']} ms CPU per frame -> one core feeds about "
+        f"{s['patients_per_core_estimate']} such patients",
     ]
     if not s.get("fast"):
         lines.append(
