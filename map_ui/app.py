@@ -86,6 +86,12 @@ def create_app(settings: MapSettings | None = None, *, repo: Any = None, kafka: 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx.broadcaster.bind(asyncio.get_running_loop())
         bootstrap_users(repo)
+        try:  # what the hub stored (Kafka's lookback window fills in the rest)
+            for a in await asyncio.get_running_loop().run_in_executor(
+                    None, getattr(repo, "recent_alerts", lambda _h: []), settings.alert_lookback_h):
+                ctx.state.apply_alert(a)
+        except Exception as err:  # noqa: BLE001 - the live feed still works
+            log.warning("could not preload alerts from Cassandra: %s", err)
         if live:
             try:
                 ctx.publisher = Publisher(kafka)

@@ -62,6 +62,10 @@ class Repository:
         self._unit_history = p("SELECT changed_at_ms, old_status, new_status, alert_id, reason FROM unit_status_log "
                                "WHERE unit_id = ? LIMIT ?")
         self._patients_ok = self._probe("SELECT * FROM patients LIMIT 1")
+        self._alerts_ok = self._probe("SELECT alert_id FROM alerts_by_day WHERE day = 0 LIMIT 1")
+        if self._alerts_ok:
+            self._alerts_day = p("SELECT alert_id FROM alerts_by_day WHERE day = ? LIMIT ?")
+            self._alert_json = p("SELECT alert_json FROM alerts WHERE alert_id = ?")
         self._patient_get = p("SELECT * FROM patients WHERE patient_id = ?") if self._patients_ok else None
 
     def _probe(self, cql: str) -> bool:
@@ -174,6 +178,29 @@ class Repository:
             self.s.execute(self._unit_log, (unit_id, uuid.uuid1(), t, old.value, new.value, f"set by {username}"))
         return ok
 
+    # --- alerts (hub's tables, when they exist) ---------------------------------------------------
+    def recent_alerts(self, lookback_h: float, limit: int = 2000) -> list[Any]:
+        """The hub's latest version of alerts opened within ``lookback_h`` (newest first)."""
+        from emon_core.contracts import Alert, decode
+        from emon_core.errors import ContractError
+
+        if not self._alerts_ok:
+            return []
+        out: list[Any] = []
+        today = now_ms() // 86_400_000
+        for day in range(today, today - int(lookback_h // 24) - 2, -1):
+            for r in self.s.execute(self._alerts_day, (day, limit - len(out))):
+                row = self.s.execute(self._alert_json, (r.alert_id,)).one()
+                if row is None or not row.alert_json:
+                    continue
+                try:
+                    out.append(decode(row.alert_json, Alert))
+                except ContractError as err:
+                    log.warning("alert %s: stored JSON invalid: %s", r.alert_id, err)
+            if len(out) >= limit:
+                break
+        return out
+
     # --- patients (hub's table, when it exists) --------------------------------------------------
     def patient(self, patient_id: str) -> dict[str, Any] | None:
         if self._patient_get is None:
@@ -191,11 +218,14 @@ _LAT_KEYS = ("home_lat", "lat", "latitude")
 _LON_KEYS = ("home_lon", "lon", "longitude")
 
 
+_HIDDEN = ("source", "updated_at_ms")
+
+
 def patient_view(row: dict[str, Any]) -> dict[str, Any]:
     """A patient row as plain JSON-able values, with ``home_lat``/``home_lon`` found by name."""
     out: dict[str, Any] = {}
     for k, v in row.items():
-        if "password" in k or "secret" in k:
+        if "password" in k or "secret" in k or k in _HIDDEN:
             continue
         if isinstance(v, (str, int, float, bool)) or v is None:
             out[k] = v
@@ -205,6 +235,8 @@ def patient_view(row: dict[str, Any]) -> dict[str, Any]:
             out[k] = {str(a): str(b) for a, b in v.items()}
         else:
             out[k] = str(v)
+    if isinstance(row.get("birth_year"), int):
+        out["age"] = time.gmtime().tm_year - row["birth_year"]
     out["home_lat"] = next((row[k] for k in _LAT_KEYS if row.get(k) is not None), None)
     out["home_lon"] = next((row[k] for k in _LON_KEYS if row.get(k) is not None), None)
     return out
