@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 MISC_INTERVAL_S = 0.5
 FAST_WINDOW = 8  # frames outstanding per device in --fast mode
+MAX_BATCH = 200  # frames produced per loop turn before the sockets are serviced again
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,9 @@ class _Worker(threading.Thread):
     def _produce_due(self, now: float) -> None:
         t0 = time.perf_counter()
         limit = self.fleet.options.frames_per_device
-        while self.heap and self.heap[0][0] <= now:
+        budget = MAX_BATCH  # when behind, still service the sockets between batches
+        while self.heap and self.heap[0][0] <= now and budget > 0:
+            budget -= 1
             due, i = heapq.heappop(self.heap)
             dev = self.devices[i]
             self.lateness_ms.append((time.monotonic() - due) * 1000.0)
