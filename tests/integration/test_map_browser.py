@@ -14,9 +14,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from emon_core.contracts import Alert, EcgStrip, GeoPoint, Severity, UnitPosition, UnitStatus
+from emon_core.contracts import Alert, EcgStrip, GeoPoint, Severity
 from emon_core.settings import CassandraSettings, KafkaSettings, load
-from emon_core.topics import KAFKA_ALERTS, KAFKA_UNIT_POSITIONS
+from emon_core.topics import KAFKA_ALERTS
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
 
@@ -65,41 +65,56 @@ def ecg(fs: float = 250.0, seconds: float = 6.0) -> EcgStrip:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: Any) -> Iterator[str]:
+    """The map on a throw-away keyspace with a fleet of 14 units, and the real router beside it."""
     _reachable()
+    import random
+
     import uvicorn
 
+    from emon_core.adapters.cassandra import connect as adapter_connect
     from map_ui.app import create_app
     from map_ui.auth import hash_password
     from map_ui.repository import Repository
     from map_ui.settings import MapSettings
-    from paramedic_router.claims import apply_schema
+    from paramedic_router.claims import DispatchStore, apply_schema
+    from paramedic_router.service import RouterService
+    from paramedic_router.settings import RouterSettings
 
     os.environ.setdefault("EMON_STATE_DIR", str(tmp_path_factory.mktemp("state")))
     cfg = load(CassandraSettings)
-    from emon_core.adapters.cassandra import connect as adapter_connect
-
     _cluster, s = adapter_connect(cfg, keyspace=None, timeout_s=60)
     s.execute(f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = {cfg.replication}")
     s.set_keyspace(KEYSPACE)
     apply_schema(s)
+    for t in ("units", "unit_positions", "unit_status_log", "assignments_by_alert", "assignments_by_unit",
+              "dispatch_queue"):
+        s.execute(f"TRUNCATE {t}")
     repo = Repository(s)
     repo.put_user("it-browser", hash_password(PASSWORD), "dispatcher")
-    for i in range(12):  # a few units around the centre so the map shows a fleet
-        uid = f"unit-{9000 + i}"
-        repo.register_unit(uid, "", CENTRE[0] + 0.03 * ((i % 4) - 1.5), CENTRE[1] + 0.045 * ((i // 4) - 1), "it")
+    rng = random.Random(7)
+    for i in range(14):
+        repo.register_unit(f"unit-{9000 + i}", "", CENTRE[0] + rng.uniform(-0.035, 0.035),
+                           CENTRE[1] + rng.uniform(-0.06, 0.06), "it")
+    router = RouterService(RouterSettings(group_id=f"it-browser-router-{uuid.uuid4().hex[:6]}", start_latest=True,
+                                          ack_timeout_s=120, tick_s=0.1), load(KafkaSettings), DispatchStore(s))
+    router_thread = threading.Thread(target=router.run, kwargs={"max_seconds": 300}, daemon=True)
+    router_thread.start()
     port = _free_port()
-    app = create_app(MapSettings(secret_key="b" * 48, center_lat=CENTRE[0], center_lon=CENTRE[1], zoom=13),
-                     repo=repo, kafka=load(KafkaSettings), live=True)
+    # only what happens during the test: a lookback of ~1 s hides earlier test alerts
+    app = create_app(MapSettings(secret_key="b" * 48, center_lat=CENTRE[0], center_lon=CENTRE[1], zoom=13,
+                                 alert_lookback_h=0.0003), repo=repo, kafka=load(KafkaSettings), live=True)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
+    deadline = time.monotonic() + 40
+    while not (server.started and router.ready) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert server.started
+    assert server.started and router.ready
     yield f"http://localhost:{port}"
     server.should_exit = True
+    router.stop()
     thread.join(10)
+    router_thread.join(15)
     s.cluster.shutdown()
 
 
@@ -111,11 +126,20 @@ def _produce(topic: str, key: str, value: bytes) -> None:
     p.flush(10)
 
 
+def _alert(aid: str, patient: str, sev: Severity, title: str, reasons: list[str], lat: float, lon: float,
+           rate: float | None, strip: EcgStrip | None = None, age_s: float = 0.0) -> Alert:
+    t = int(time.time() * 1000 - age_s * 1000)
+    return Alert(alert_id=aid, patient_id=patient, episode_id=aid, severity=sev, title=title, reasons=reasons,
+                 opened_at_ms=t, updated_at_ms=t, needs_unit=sev.needs_unit, rate_bpm=rate,
+                 location=GeoPoint(lat=lat, lon=lon), trigger_event_id=aid, event_ids=[aid], strip=strip)
+
+
 def test_live_alert_strip_and_acknowledge(server: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
-    aid = f"dev-{uuid.uuid4().hex[:6]}:v_run:48211"
+    run = uuid.uuid4().hex[:6]
+    aid = f"dev-{run}:v_run:48211"
     outside: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -127,21 +151,29 @@ def test_live_alert_strip_and_acknowledge(server: str) -> None:
         page.fill("#password", PASSWORD)
         page.click("#login-submit")
         page.wait_for_selector("#live-text:text('Live')", timeout=10_000)
-        page.wait_for_function("document.querySelectorAll('.unit-icon').length >= 12", timeout=10_000)
+        page.wait_for_function("document.querySelectorAll('.unit-icon').length >= 14", timeout=10_000)
+
+        # the situation before: an urgent pause (the router sends a unit), an advisory, a technical
+        background = [
+            _alert(f"dev-{run}b:pause:9000", "pat-01733", Severity.URGENT, "Sinus pause 3.2 s",
+                   ["pause of 3.2 s", "history: sick sinus syndrome"], CENTRE[0] - 0.018, CENTRE[1] + 0.032,
+                   41.0, age_s=190),
+            _alert(f"dev-{run}c:frequent_ectopy:1", "pat-00418", Severity.ADVISORY, "Frequent PVCs (14/min)",
+                   ["14 ventricular ectopic beats per minute"], CENTRE[0] + 0.021, CENTRE[1] - 0.041, 88.0,
+                   age_s=420),
+            _alert(f"dev-{run}d:signal_loss:1", "pat-02290", Severity.TECHNICAL, "Signal loss",
+                   ["electrodes off for 45 s"], CENTRE[0] - 0.027, CENTRE[1] - 0.022, None, age_s=75),
+        ]
+        for a in background:
+            _produce(KAFKA_ALERTS, a.patient_id, a.encode())
+        page.wait_for_function("document.querySelectorAll('.alert-item').length >= 3", timeout=5_000)
+        page.wait_for_selector(".alert-item.urgent .ai-unit .status-chip", timeout=5_000)  # the router's unit
         markers_before = page.locator(".alert-icon").count()
         url_before = page.url
-        for i, st in enumerate((UnitStatus.EN_ROUTE, UnitStatus.ON_SCENE)):
-            pos = UnitPosition(unit_id=f"unit-{9000 + i}", lat=CENTRE[0] + 0.01 * (i + 1), lon=CENTRE[1] - 0.02,
-                               status=st, time_ms=int(time.time() * 1000))
-            _produce(KAFKA_UNIT_POSITIONS, pos.unit_id, pos.encode())
 
-        t = int(time.time() * 1000)
-        alert = Alert(alert_id=aid, patient_id="pat-04211", episode_id=aid, severity=Severity.CRITICAL,
-                      title="Ventricular tachycardia", reasons=["run of 9 ventricular beats at 168 bpm",
-                                                                "history: prior myocardial infarction"],
-                      opened_at_ms=t, updated_at_ms=t, needs_unit=True, rate_bpm=168.0,
-                      location=GeoPoint(lat=CENTRE[0] + 0.006, lon=CENTRE[1] + 0.011), trigger_event_id=aid,
-                      event_ids=[aid], strip=ecg())
+        alert = _alert(aid, "pat-04211", Severity.CRITICAL, "Ventricular tachycardia",
+                       ["run of 9 ventricular beats at 168 bpm", "history: prior myocardial infarction"],
+                       CENTRE[0] + 0.006, CENTRE[1] + 0.011, 168.0, strip=ecg())
         t0 = time.monotonic()
         _produce(KAFKA_ALERTS, alert.patient_id, alert.encode())
         item = page.locator(f".alert-item[data-alert-id='{aid}']")
@@ -150,18 +182,21 @@ def test_live_alert_strip_and_acknowledge(server: str) -> None:
         appeared_s = time.monotonic() - t0
         assert appeared_s < 2.0
         assert page.url == url_before  # no reload
+        assert page.locator(".alert-item").first.get_attribute("data-alert-id") == aid  # critical on top
+        expect(item.locator(".ai-unit .status-chip")).to_be_visible(timeout=5_000)  # nearest unit assigned
         page.screenshot(path=str(ARTIFACTS / "map_live_alert.png"))
 
         item.click()
         page.wait_for_selector("#ecg-strip svg.ecg-strip", timeout=5_000)
         assert page.locator("#ecg-strip .grid-major").count() == 1
         assert page.locator("#dispatcher-status").inner_text() == "open"
+        expect(page.locator("#eta")).to_be_visible()
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / "map_alert_detail.png"))
         page.click("#btn-acknowledge")
         expect(page.locator("#dispatcher-status")).to_have_text("acknowledged", timeout=5_000)
         expect(item.locator(".status-chip.st-acknowledged")).to_be_visible(timeout=5_000)
-        page.wait_for_timeout(300)
+        page.wait_for_timeout(400)
         page.screenshot(path=str(ARTIFACTS / "map_acknowledged.png"))
         browser.close()
     assert outside == [], f"requests left the app: {outside[:5]}"
