@@ -106,10 +106,16 @@ class DispatchStore:
         self._q_del = p("DELETE FROM dispatch_queue WHERE alert_id = ?")
         self._unit_get = p("SELECT status, alert_id, assignment_id FROM units WHERE unit_id = ?")
         self._patient_home = None
-        try:
+        if self._has_table("patients"):  # the hub's registry: home of alerts without a location
             self._patient_home = p("SELECT home_lat, home_lon FROM patients WHERE patient_id = ?")
-        except Exception:  # hub's table not there (yet): alerts must carry a location
+        else:
             log.info("patients table not available; alerts without a location cannot be dispatched")
+
+    def _has_table(self, name: str) -> bool:
+        ks = self.s.keyspace
+        row = self.s.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",
+                             (ks, name)).one()
+        return row is not None
 
     # --- units -----------------------------------------------------------------------
     def load_units(self) -> list[UnitRow]:

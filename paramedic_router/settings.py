@@ -19,6 +19,6 @@ class RouterSettings(BaseSettings):
     turnout_s: float = Field(60.0, ge=0, le=1800)  # time for the crew to leave
     prefilter_k: int = Field(8, ge=1, le=256)  # haversine top-k before geodesic ranking
     batch_max: int = Field(500, ge=1, le=10_000)
-    claim_concurrency: int = Field(64, ge=1, le=1024)
+    claim_concurrency: int = Field(16, ge=1, le=1024)  # LWTs in flight per batch
     tick_s: float = Field(0.2, gt=0, le=10)
     start_latest: bool = False  # a new consumer group starts at the end of the alerts topic
