@@ -78,7 +78,6 @@ class QrsConfig:
     vf_lookahead_s: float = 0.7  # ... the candidate's half-second block
     vf_enter_leakage: float = 0.406  # leakage below this: ventricular flutter/fibrillation-like
     vf_exit_leakage: float = 0.6  # ... until it rises above this (hysteresis)
-    vf_max_mean_rr_s: float = 0.5  # VF is only looked for while the mean RR is below this (speed)
     noise_candidates_per_s: float = 6.0  # more feature peaks than this per block: noisy
 
     def __post_init__(self) -> None:
@@ -91,7 +90,7 @@ class QrsConfig:
             raise ValueError("bandpass_order must be >= 1")
         for name in (
             "integration_s", "neighbourhood_s", "refractory_s", "t_wave_window_s",
-            "searchback_max_s", "learn_s", "vf_max_mean_rr_s", "raw_refine_s", "flat_run_s", "settle_s",
+            "searchback_max_s", "learn_s", "raw_refine_s", "flat_run_s", "settle_s",
             "state_block_s", "saturation_mv", "noise_candidates_per_s", "vf_window_s", "vf_lookahead_s",
         ):
             value = getattr(self, name)
@@ -176,7 +175,6 @@ class StreamingQrsDetector:
         self._vf_blk = n(0.5)
         self._vf_win = n(cfg.vf_window_s)
         self._vf_ahead = n(cfg.vf_lookahead_s)
-        self._vf_rr_max = cfg.vf_max_mean_rr_s * fs
         # how far back of a candidate (end of the integration window) the R peak can be
         self._floor = cfg.min_feature_mv_s
         self._back = self._n_int + self._bp_delay + 4 + self._rw
@@ -375,10 +373,7 @@ class StreamingQrsDetector:
             if end > self._n and not final:
                 return False
             lo = max(end - self._vf_win, self._start)
-            if self._vf_on or len(self._rr) < 4 or sum(self._rr) < self._vf_rr_max * len(self._rr):
-                leak = vf_filter_leakage(self._vfsig[lo - self._start : min(end, self._n) - self._start])
-            else:  # a regular rhythm slower than VF: skip the leakage computation
-                leak = 1.0
+            leak = vf_filter_leakage(self._vfsig[lo - self._start : min(end, self._n) - self._start])
             if self._vf_on:
                 self._vf_on = leak < self.config.vf_exit_leakage
             else:
