@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from emon_core.devservices import credentials, procs
+from emon_core.devservices.accounts import account_lines, write_plain
 from emon_core.devservices.base import HOST, Service
 from emon_core.errors import ServiceError
 
@@ -180,8 +181,6 @@ def write_password_file(path: Path, force: bool = False) -> int:
     Plain ``user:password`` lines are hashed in one ``mosquitto_passwd -U`` run. Skipped
     when the file already matches the provisioned counts. Returns the number of users.
     """
-    from emon_core.adapters.mqtt import derive_password
-
     creds = credentials.ensure()
     devices = int(creds["provisioned"]["devices"])
     units = int(creds["provisioned"]["units"])
@@ -191,12 +190,9 @@ def write_password_file(path: Path, force: bool = False) -> int:
     want = f"{devices} {units} {fingerprint}"
     if not force and path.exists() and stamp.exists() and stamp.read_text() == want:
         return 0
-    secret = creds["device_secret"]
-    lines = [f"{user}:{pw}" for user, pw in sorted(creds["mqtt"].items())]
-    lines += [f"dev-{n:05d}:{derive_password(f'dev-{n:05d}', secret)}" for n in range(devices)]
-    lines += [f"unit-{n:04d}:{derive_password(f'unit-{n:04d}', secret)}" for n in range(units)]
+    lines = account_lines(creds["mqtt"], creds["device_secret"], devices, units)
     tmp = path.with_suffix(".plain")
-    credentials.write_private(tmp, "\n".join(lines) + "\n")
+    write_plain(tmp, lines)
     passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     t0 = time.monotonic()
     res = subprocess.run([passwd, "-U", str(tmp)], capture_output=True, text=True)
