@@ -241,9 +241,13 @@ class SyntheticSource:
         return np.asarray([self._idx[b] for b in keep], dtype=np.int64), [self._cls[b] for b in keep]
 
     def events(self, start: int, stop: int) -> list[TruthEvent]:
-        # rate events are known once the schedule has passed their end
-        horizon = max((e.end_s for e in self._scenario), default=0.0)
-        self._extend(min(stop / self.fs_hz, horizon) + 2.0)
+        # a rate event is known once the schedule has passed its end: schedule that far
+        # as soon as its onset may fall into the window
+        need = stop / self.fs_hz
+        for e in self._scenario:
+            if e.kind in ("brady", "tachy") and e.at_s <= need + 2.0:
+                need = max(need, e.end_s)
+        self._extend(need + 2.0)
         return sorted(
             (e for e in self._events if start <= e.onset_index < stop), key=lambda e: e.onset_index
         )

@@ -150,3 +150,16 @@ def test_scenario_parsing() -> None:
 def test_fs_bounds() -> None:
     with pytest.raises(ConfigError):
         SyntheticConfig(fs_hz=50)
+
+
+def test_streamed_events_match_the_whole_recording() -> None:
+    """A device asks for events frame by frame; every event must show up exactly once."""
+    sc = parse_scenario("vt@10:k=6,brady@20:d=20,rate=40,pause@45:s=3,tachy@50:d=10,rate=150,leadoff@62:d=2")
+    whole = generate(70.0, SyntheticConfig(seed=21), sc)
+    src = SyntheticSource(SyntheticConfig(seed=21), sc)
+    n = int(src.fs_hz)
+    streamed = [e for k in range(70) for e in src.events(k * n, (k + 1) * n)]
+    assert streamed == whole.events
+    assert [e.kind for e in streamed] == [
+        EventKind.V_RUN, EventKind.BRADYCARDIA, EventKind.PAUSE, EventKind.TACHYCARDIA, EventKind.SIGNAL_LOSS,
+    ]
