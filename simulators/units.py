@@ -98,6 +98,8 @@ class SimUnit:
     client: Any = None
     connected: bool = False
     patrol: tuple[float, float] | None = None
+    retry_at: float = 0.0  # monotonic time of the next reconnect attempt
+    backoff_s: float = 1.0
     counts: dict[str, int] = field(default_factory=lambda: {"positions": 0, "assignments": 0, "acks": 0,
                                                             "completed": 0, "released": 0})
 
@@ -168,7 +170,10 @@ def _connect_units(units: list[SimUnit], host: str, port: int, keepalive: int) -
             log.warning("%s: MQTT connect refused: %s", unit.unit_id, rc)
 
     def on_disconnect(client: Any, unit: SimUnit, *a: Any) -> None:
+        if unit.connected:
+            log.info("%s: disconnected from MQTT, reconnecting", unit.unit_id)
         unit.connected = False
+        unit.retry_at = time.monotonic() + 1.0
 
     for u in units:
         c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=u.unit_id,
@@ -177,11 +182,23 @@ def _connect_units(units: list[SimUnit], host: str, port: int, keepalive: int) -
         c.on_connect = on_connect
         c.on_disconnect = on_disconnect
         c.reconnect_delay_set(1, 10)
+        u.client = c
         try:
             c.connect(host, port, keepalive=keepalive)
         except OSError as err:
-            log.warning("%s: cannot reach MQTT %s:%d: %s", u.unit_id, host, port, err)
-        u.client = c
+            log.warning("%s: cannot reach MQTT %s:%d: %s (retrying)", u.unit_id, host, port, err)
+            c.connect_async(host, port, keepalive=keepalive)  # remembers the address for reconnect()
+
+
+def _reconnect(u: SimUnit, mono: float) -> None:
+    """Manual network loop: paho reconnects only inside its own loops, so we do it (with backoff)."""
+    try:
+        u.client.reconnect()
+        u.backoff_s = 1.0
+    except (OSError, ValueError) as err:
+        log.debug("%s: reconnect failed: %s", u.unit_id, err)
+        u.backoff_s = min(u.backoff_s * 2, 10.0)
+    u.retry_at = mono + u.backoff_s
 
 
 def _assignments_consumer(kafka: Any) -> Any:
@@ -255,6 +272,8 @@ def run(args: argparse.Namespace) -> int:
                                        time_ms=now_ms, speed_mps=min(u.speed, 100.0), heading_deg=u.heading % 360)
                     u.client.publish(unit_position_topic(u.unit_id), pos.encode(), qos=1)
                     u.counts["positions"] += 1
+                if not u.connected and mono >= u.retry_at:
+                    _reconnect(u, mono)
                 u.client.loop(timeout=0.0)
     finally:
         consumer.close()
