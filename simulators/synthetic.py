@@ -34,6 +34,9 @@ _WAVES: dict[str, tuple[tuple[float, float, float], ...]] = {
 }
 _T_WAVE = {"N": 4, "S": 4, "V": 3}
 _BEFORE_S, _AFTER_S = 0.35, 0.75  # support of a beat around its R peak
+_TEMPLATES: dict[tuple[float, str, float], npt.NDArray[np.float64]] = {}  # shared beat shapes
+_NOISE_LEN = 65_521  # prime: a shared table of unit white noise, ~3 min at 360 Hz
+_NOISE = np.random.default_rng(20_240_601).standard_normal(_NOISE_LEN)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class SyntheticSource:
         self._rng = np.random.default_rng([cfg.seed, 0])
         self._scale = float(self._rng.uniform(0.8, 1.4))
         self._phase = self._rng.uniform(0, 2 * math.pi, size=3)
-        self._block = max(1, int(round(cfg.fs_hz)))
+        self._noise_offset = [int(x) for x in self._rng.integers(0, _NOISE_LEN, size=2)]
         # beat schedule
         self._t: list[float] = []  # R time, s
         self._idx: list[int] = []  # R sample index
@@ -77,7 +80,6 @@ class SyntheticSource:
         self._rr: list[float] = []  # preceding RR, s
         self._pending = [e for e in self._scenario if e.kind in ("vt", "svt", "pause")]
         self._events: list[TruthEvent] = []
-        self._cache: dict[int, tuple[int, npt.NDArray[np.float64]]] = {}
         self._rate_events = [e for e in self._scenario if e.kind in ("brady", "tachy")]
         self._intervals = {
             kind: [(self._sample(e.at_s), self._sample(e.end_s), e) for e in self._scenario if e.kind == kind]
@@ -173,24 +175,26 @@ class SyntheticSource:
         return Chunk(start, adu, lead_off=bool(off))
 
     def _beat_wave(self, b: int) -> tuple[int, npt.NDArray[np.float64]]:
-        """Beat ``b`` rendered over its support: (first sample index, mV); cached."""
-        cached = self._cache.get(b)
-        if cached is not None:
-            return cached
-        fs, cls, r = self.fs_hz, self._cls[b], self._idx[b]
-        first = r - int(_BEFORE_S * fs)
-        t = (np.arange(first, r + int(_AFTER_S * fs) + 1) - r) / fs
-        wave = np.zeros(len(t))
-        for w, (mu, sigma, amp) in enumerate(_WAVES[cls]):
-            if w == _T_WAVE[cls]:
-                mu *= math.sqrt(min(max(self._rr[b], 0.3), 1.5))
-            d = (t - mu) / sigma
-            wave += (amp * self._scale) * np.exp(-0.5 * d * d)
-        if len(self._cache) > 64:  # sequential readers only need the last few beats
-            for old in sorted(self._cache)[:32]:
-                del self._cache[old]
-        self._cache[b] = (first, wave)
-        return first, wave
+        """Beat ``b`` over its support: (first sample index, unscaled mV template).
+
+        Templates depend only on (fs, class, RR rounded to 10 ms) and are shared by all
+        patients, so rendering a frame is slicing and adding, not evaluating Gaussians.
+        """
+        cls, r = self._cls[b], self._idx[b]
+        rr = round(min(max(self._rr[b], 0.3), 1.5), 2)
+        key = (self.fs_hz, cls, rr)
+        wave = _TEMPLATES.get(key)
+        if wave is None:
+            fs = self.fs_hz
+            t = np.arange(-int(_BEFORE_S * fs), int(_AFTER_S * fs) + 1) / fs
+            wave = np.zeros(len(t))
+            for w, (mu, sigma, amp) in enumerate(_WAVES[cls]):
+                if w == _T_WAVE[cls]:
+                    mu *= math.sqrt(rr)
+                d = (t - mu) / sigma
+                wave += amp * np.exp(-0.5 * d * d)
+            _TEMPLATES[key] = wave
+        return r - int(_BEFORE_S * self.fs_hz), wave
 
     def _beats_mv(self, start: int, n: int) -> npt.NDArray[np.float64]:
         fs = self.fs_hz
@@ -202,7 +206,7 @@ class SyntheticSource:
             a, z = max(first, start), min(first + len(wave), start + n)
             if a < z:
                 out[a - start : z - start] += wave[a - first : z - first]
-        return out
+        return out * self._scale
 
     def _wander_mv(self, start: int, n: int) -> npt.NDArray[np.float64]:
         t = (start + np.arange(n)) / self.fs_hz
@@ -210,19 +214,18 @@ class SyntheticSource:
         return w * np.sin(2 * np.pi * 0.22 * t + self._phase[2]) + 0.5 * w * np.sin(2 * np.pi * 0.05 * t)
 
     def _white(self, stream: int, start: int, n: int) -> npt.NDArray[np.float64]:
-        """Unit white noise, seeded per block of one second so chunking does not matter."""
-        blk = self._block
-        first, last = start // blk, (start + n - 1) // blk
-        noise = np.concatenate(
-            [np.random.default_rng([self.config.seed, stream, b]).standard_normal(blk) for b in range(first, last + 1)]
-        )
-        return noise[start - first * blk : start - first * blk + n]
+        """Unit white noise at device samples ``start..start+n-1`` (a per-patient window onto a
+        shared seeded table, so it is deterministic and does not depend on chunking)."""
+        pos = (self._noise_offset[stream] + start) % _NOISE_LEN
+        if pos + n <= _NOISE_LEN:
+            return _NOISE[pos : pos + n]
+        return np.concatenate([_NOISE[pos:], _NOISE[: n - (_NOISE_LEN - pos)]])
 
     def _noise_mv(self, start: int, n: int) -> npt.NDArray[np.float64]:
-        out = self.config.noise_mv * self._white(1, start, n)
+        out = self.config.noise_mv * self._white(0, start, n)
         bursts = self._in("noise", start, start + n)
         if bursts:
-            extra = self._white(2, start, n)
+            extra = self._white(1, start, n)
             for a, b in bursts:
                 level = next(e["mv"] for x, y, e in self._intervals["noise"] if x <= a < y)
                 out[a - start : b - start] += level * extra[a - start : b - start]
