@@ -99,6 +99,7 @@ class WfdbSource:
         self.baseline_adu = record.baseline_adu
         self.length = len(record.samples)
         self.offset = int(offset) % self.length
+        self._event_onsets = np.array([e.onset_index for e in record.events], dtype=np.int64)
 
     def read(self, start: int, n: int) -> Chunk:
         pos = (self.offset + start) % self.length
@@ -137,12 +138,13 @@ class WfdbSource:
 
     def events(self, start: int, stop: int) -> list[TruthEvent]:
         out = []
+        events = self.record.events
         for lo, hi, base in self._laps(start, stop):
-            for e in self.record.events:
-                if lo <= e.onset_index < hi:
-                    out.append(
-                        TruthEvent(e.kind, e.onset_index + base, e.end_index + base, e.beat_count, e.rate_bpm, e.detail)
-                    )
+            a, b = np.searchsorted(self._event_onsets, [lo, hi])
+            for e in events[a:b]:
+                out.append(
+                    TruthEvent(e.kind, e.onset_index + base, e.end_index + base, e.beat_count, e.rate_bpm, e.detail)
+                )
         return out
 
 
