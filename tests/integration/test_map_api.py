@@ -22,19 +22,8 @@ KEYSPACE = "emon_it_map"
 PASSWORD = "it-password-0123456789"
 
 
-def _reachable() -> None:
-    import socket
-
-    for host, port in (("127.0.0.1", 9042), ("127.0.0.1", 9092)):
-        try:
-            socket.create_connection((host, port), timeout=2).close()
-        except OSError:
-            pytest.skip(f"{host}:{port} not reachable: start the services (`emon services up`)")
-
-
 @pytest.fixture(scope="module")
-def repo() -> Iterator[Any]:
-    _reachable()
+def repo(cassandra_settings: CassandraSettings, kafka_settings: KafkaSettings) -> Iterator[Any]:
     from map_ui.auth import hash_password
     from map_ui.repository import Repository
     from paramedic_router.claims import apply_schema

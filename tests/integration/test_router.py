@@ -26,19 +26,8 @@ KEYSPACE = "emon_it_dispatch"
 C = (48.2082, 16.3738)
 
 
-def _reachable() -> None:
-    import socket
-
-    for host, port in (("127.0.0.1", 9042), ("127.0.0.1", 9092)):
-        try:
-            socket.create_connection((host, port), timeout=2).close()
-        except OSError:
-            pytest.skip(f"{host}:{port} not reachable: start the services (`emon services up`)")
-
-
 @pytest.fixture(scope="module")
-def session() -> Iterator[Any]:
-    _reachable()
+def session(cassandra_settings: CassandraSettings) -> Iterator[Any]:
     from paramedic_router.claims import apply_schema
 
     cfg = load(CassandraSettings)
@@ -61,9 +50,8 @@ def clean(session: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def kafka() -> KafkaSettings:
-    _reachable()
-    return load(KafkaSettings)
+def kafka(kafka_settings: KafkaSettings) -> KafkaSettings:
+    return kafka_settings
 
 
 def register(store: Any, units: dict[str, tuple[float, float]]) -> None:
@@ -185,14 +173,14 @@ def test_reassigned_to_next_nearest_after_ack_timeout(clean: Any, kafka: KafkaSe
     watch = Watch(kafka)
     p = producer(kafka)
     try:
-        with RunningRouter(clean, kafka, ack_timeout_s=2.0):
+        with RunningRouter(clean, kafka, ack_timeout_s=4.0):
             send_alert(p, aid, Severity.CRITICAL, *C)
             watch.until(lambda s: any(a.attempt == 1 and a.status == AssignmentStatus.ASSIGNED for a in s),
                                timeout=20, prefix=aid)
             send_position(p, "it-u2", UnitStatus.ACKNOWLEDGED)
             watch.until(lambda s: any(a.unit_id == "it-u2" and a.status == AssignmentStatus.ACKNOWLEDGED
                                              for a in s), prefix=aid)
-            time.sleep(3.0)  # past another timeout: the acknowledged unit keeps the job
+            time.sleep(5.0)  # past another timeout: the acknowledged unit keeps the job
             watch.until(lambda s: True, timeout=0.5, prefix=aid)
     finally:
         watch.close()
