@@ -37,7 +37,7 @@ class Service:
 
     name = ""
     version = ""
-    ports: tuple[int, ...] = ()
+    ports: tuple[int, ...] = ()  # set per instance from settings
     ready_timeout_s = 120.0
 
     # --- to implement --------------------------------------------------------------

@@ -81,8 +81,16 @@ LOGBACK = """\
 class Cassandra(Service):
     name = "cassandra"
     version = VERSION
-    ports = (PORT,)
     ready_timeout_s = 240.0
+
+    def __init__(self) -> None:
+        import os
+
+        from emon_core.settings import CassandraSettings
+
+        self.port = CassandraSettings().port
+        self.storage_port = int(os.environ.get("EMON_CASSANDRA_STORAGE_PORT", STORAGE_PORT))
+        self.ports = (self.port,)
 
     @property
     def libs(self) -> Path:
@@ -107,11 +115,11 @@ endpoint_snitch: SimpleSnitch
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "{HOST}:{STORAGE_PORT}"
+      - seeds: "{HOST}:{self.storage_port}"
 listen_address: {HOST}
 rpc_address: {HOST}
-storage_port: {STORAGE_PORT}
-native_transport_port: {PORT}
+storage_port: {self.storage_port}
+native_transport_port: {self.port}
 start_native_transport: true
 auto_bootstrap: false
 data_file_directories:
@@ -172,7 +180,7 @@ write_request_timeout: 5000ms
         ]
 
     def probe(self) -> bool:
-        if not procs.port_open(HOST, PORT):
+        if not procs.port_open(HOST, self.port):
             return False
         from emon_core.adapters.cassandra import connect
         from emon_core.settings import CassandraSettings

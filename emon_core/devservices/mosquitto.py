@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -90,8 +91,14 @@ def ensure_tls(tls_dir: Path) -> None:
 
 class Mosquitto(Service):
     name = "mosquitto"
-    ports = (PORT, TLS_PORT)
     ready_timeout_s = 20.0
+
+    def __init__(self) -> None:
+        from emon_core.settings import MqttSettings
+
+        self.port = MqttSettings().port
+        self.tls_port = int(os.environ.get("EMON_MQTT_TLS_PORT", TLS_PORT))
+        self.ports = (self.port, self.tls_port)
 
     @property
     def version(self) -> str:  # type: ignore[override]
@@ -154,11 +161,11 @@ log_type information
 connection_messages false
 log_timestamp_format %Y-%m-%dT%H:%M:%S
 
-listener {PORT} {HOST}
+listener {self.port} {HOST}
 
-# TLS listener (self-signed dev CA: {t / 'ca.crt'}; clients set EMON_MQTT_PORT={TLS_PORT}
+# TLS listener (self-signed dev CA: {t / 'ca.crt'}; clients set EMON_MQTT_PORT={self.tls_port}
 # and EMON_MQTT_TLS_CA_FILE to that path)
-listener {TLS_PORT} {HOST}
+listener {self.tls_port} {HOST}
 cafile {t / 'ca.crt'}
 certfile {t / 'server.crt'}
 keyfile {t / 'server.key'}

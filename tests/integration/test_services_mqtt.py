@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
 import threading
@@ -164,7 +165,8 @@ def test_tls_listener(mqtt_settings: MqttSettings, mqtt_clients: list) -> None:
     ca = state_dir() / "mosquitto" / "tls" / "ca.crt"
     if not ca.exists():
         pytest.skip(f"{ca} missing (TLS listener not configured)")
-    tls = mqtt_settings.model_copy(update={"port": 8883, "tls_ca_file": ca, "host": "localhost"})
+    tls_port = int(os.environ.get("EMON_MQTT_TLS_PORT", "8883"))
+    tls = mqtt_settings.model_copy(update={"port": tls_port, "tls_ca_file": ca, "host": "localhost"})
     inbox = _collector(tls, "gateway", [f"ecg/{SITE}/+/frames"], mqtt_clients)
     dev = _identity(tls, DEVICE, mqtt_clients)
     adapter.connect_and_wait(dev, tls)
