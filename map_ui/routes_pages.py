@@ -70,6 +70,9 @@ def login_page(request: Request, next: str = "/", expired: int = 0) -> Response:
 def login(request: Request, username: Annotated[str, Form(max_length=64)] = "",
           password: Annotated[str, Form(max_length=256)] = "", next: Annotated[str, Form(max_length=300)] = "/") -> Response:
     ctx: Context = ctx_of(request)
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and origin.split("://", 1)[-1] != request.headers.get("host", ""):
+        raise HTTPException(status_code=403, detail="cross-origin login refused")  # login CSRF
     client = request.client.host if request.client else "-"
     key = f"{client}|{username.lower()}"
     if _throttled(ctx, key):

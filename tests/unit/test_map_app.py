@@ -99,6 +99,13 @@ def test_login_throttled_after_failures(env):
     assert r.status_code == 429
 
 
+def test_cross_origin_login_refused(env):
+    client, _, _ = env
+    r = client.post("/login", data={"username": "ada", "password": PASSWORD},
+                    headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    assert r.status_code == 403
+
+
 def test_open_redirect_refused(env):
     client, _, _ = env
     r = client.post("/login", data={"username": "ada", "password": PASSWORD, "next": "//evil.example/x"},
