@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import defaultdict
@@ -28,34 +27,21 @@ pytestmark = pytest.mark.services
 START = 2950  # device numbers dev-02950.. are reserved for these tests
 
 
-@pytest.fixture(scope="module")
-def mqtt_settings() -> MqttSettings:
-    settings = MqttSettings()
-    try:
-        socket.create_connection((settings.host, settings.port), timeout=2).close()
-    except OSError:
-        pytest.skip(f"Mosquitto not reachable at {settings.host}:{settings.port} (run `emon services up`)")
-    return settings
-
-
 class Collector:
     """Subscribes with the gateway service account to every frame topic (QoS 1)."""
 
     def __init__(self, settings: MqttSettings) -> None:
-        import paho.mqtt.client as mqtt
+        from emon_core.adapters.mqtt import connect_and_wait, service_client
 
-        gw = settings.with_user("gateway")
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
-        self.subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sim-{time.time_ns()}",
-                                  protocol=mqtt.MQTTv5)
-        self.client.username_pw_set("gateway", gw.resolved_password())
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("ecg/+/+/frames", qos=1)
-        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
+        self.client = service_client(
+            settings, "gateway", f"test-sim-{time.time_ns()}", subscriptions=[("ecg/+/+/frames", 1)]
+        )
         self.client.on_message = self._on_message
-        self.client.connect(settings.host, settings.port, keepalive=30)
-        self.client.loop_start()
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
+        self.subscribed = threading.Event()
+        connect_and_wait(self.client, settings, timeout_s=10)
         assert self.subscribed.wait(10), "gateway subscriber could not subscribe"
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
