@@ -179,11 +179,13 @@ class DispatchStore:
 
     def write_position(self, pos: UnitPosition) -> Any:
         # USING TIMESTAMP = report time: a late, older report never overwrites a newer one
-        return self.s.execute_async(
+        fut = self.s.execute_async(
             self._position,
             (pos.unit_id, pos.lat, pos.lon, pos.status.value, pos.speed_mps, pos.heading_deg, pos.time_ms,
              pos.time_ms * 1000),
         )
+        fut.add_errback(lambda err: log.warning("position of %s not stored: %s", pos.unit_id, err))
+        return fut
 
     # --- assignments ---------------------------------------------------------------------
     @staticmethod

@@ -34,6 +34,7 @@ _ASG_FOR_UNIT = {
     UnitStatus.EN_ROUTE: AssignmentStatus.EN_ROUTE,
     UnitStatus.ON_SCENE: AssignmentStatus.ON_SCENE,
 }
+POSITION_WRITE_EVERY_MS = 5_000  # per unit, or at once when its reported status changes
 _BUSY_ASG = {AssignmentStatus.ASSIGNED, AssignmentStatus.ACKNOWLEDGED, AssignmentStatus.EN_ROUTE,
              AssignmentStatus.ON_SCENE}
 
@@ -81,6 +82,7 @@ class Router:
         self.counters: collections.Counter[str] = collections.Counter()
         self._freed = False
         self._pending: list[Any] = []
+        self._pos_written: dict[str, tuple[int, UnitStatus]] = {}
 
     # --- state ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -286,7 +288,11 @@ class Router:
     def on_position(self, pos: UnitPosition) -> None:
         """A unit report: position, acknowledgement, progress, back in service."""
         now = self.clock()
-        self._pending.append(self.store.write_position(pos))
+        last = self._pos_written.get(pos.unit_id)
+        if last is None or now - last[0] >= POSITION_WRITE_EVERY_MS or last[1] != pos.status:
+            # positions are not part of the alert offsets' guarantee: written without waiting
+            self._pos_written[pos.unit_id] = (now, pos.status)
+            self.store.write_position(pos)
         state = self.units.get(pos.unit_id)
         if state is None:
             if self.store.register_unit(pos.unit_id, pos.lat, pos.lon, at_ms=now):

@@ -13,7 +13,9 @@ from emon_core.contracts import Alert, Assignment, UnitPosition, decode
 from emon_core.errors import ContractError, DeliveryError
 from emon_core.topics import KAFKA_ALERTS, KAFKA_ASSIGNMENTS, KAFKA_UNIT_POSITIONS
 from paramedic_router.claims import DispatchStore
-from paramedic_router.dispatch import Router, wants_unit  # noqa: F401 - re-exported
+from paramedic_router.dispatch import Router, wants_unit
+
+__all__ = ["Router", "RouterService", "at_end", "run_forever", "wants_unit"]
 from paramedic_router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
