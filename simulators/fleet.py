@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 MISC_INTERVAL_S = 0.5
 FAST_WINDOW = 8  # frames outstanding per device in --fast mode
+CONNECT_WINDOW = 100  # connection handshakes in progress at once
 MAX_BATCH = 200  # frames produced per loop turn before the sockets are serviced again
 
 
@@ -124,14 +125,21 @@ class _Worker(threading.Thread):
         fleet = self.fleet
         for dev in self.devices:
             self.attach(dev)
-            self._connect(dev)
-        # wait for CONNACKs (bounded), then start the clocks together
+        # connect with at most CONNECT_WINDOW handshakes in progress (no SYN/CONNECT storm),
+        # wait for the CONNACKs (bounded), then start the clocks together
+        pending = list(self.devices)
         deadline = time.monotonic() + fleet.options.connect_timeout_s
         while time.monotonic() < deadline and not fleet.stop_event.is_set():
-            if all(d.connected or d.failed for d in self.devices):
+            in_progress = sum(1 for d in self.devices if d.connect_called and not d.connected and not d.failed)
+            while pending and in_progress < CONNECT_WINDOW:
+                self._connect(pending.pop(0))
+                in_progress += 1
+            if not pending and all(d.connected or d.failed for d in self.devices):
                 break
-            self._poll(0.05)
+            self._poll(0.02)
             self._misc(time.monotonic())
+        for dev in pending:  # not even tried before the deadline
+            self._connect(dev)
         fleet.ready.wait()
         if not fleet.options.fast:
             for i, dev in enumerate(self.devices):
@@ -175,7 +183,7 @@ class _Worker(threading.Thread):
             if dev.client.socket() is not None:
                 dev.client.loop_misc()
                 self._sync_write(dev)
-            elif not dev.failed and now >= dev.retry_at and not self.fleet.stop_event.is_set():
+            elif dev.connect_called and not dev.failed and now >= dev.retry_at and not self.fleet.stop_event.is_set():
                 self._connect(dev)
 
     def _produce_due(self, now: float) -> None:
