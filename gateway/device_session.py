@@ -72,6 +72,7 @@ class DeviceSession:
         self.fs = float(frame.fs_hz)
         self.rhythm = RhythmTracker(self.fs, settings.rhythm)
         self.last_seq = -1
+        self.last_device_time_ms = -1
         self.expected_index = frame.first_sample_index
         self.anchor_index = frame.first_sample_index
         self.anchor_ms = frame.device_time_ms
@@ -117,6 +118,8 @@ class DeviceSession:
         if frame.fs_hz != self.fs:
             raise FrameRejected("wrong_rate")
         if frame.seq <= self.last_seq:
+            if frame.device_time_ms > self.last_device_time_ms:
+                raise FrameRejected("restart")  # a newer clock with an older counter: the device restarted
             raise FrameRejected("replay")
         if frame.first_sample_index < self.expected_index:
             raise FrameRejected("out_of_order")
@@ -126,6 +129,7 @@ class DeviceSession:
         ups: list[EventUpdate] = []
         first = frame.first_sample_index
         self.last_seq = frame.seq
+        self.last_device_time_ms = frame.device_time_ms
         self.last_frame_mono = now_mono
         self.frames_in += 1
         self.bytes_in += payload_bytes

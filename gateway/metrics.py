@@ -35,4 +35,5 @@ class GatewayMetrics:
                                buckets=(1, 4, 16, 64, 256, 1024, 4096), registry=r)
         self.classify_s = Histogram("emon_gateway_classify_seconds", "classifier call time",
                                     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=r)
+        self.restarts = Counter("emon_gateway_device_restarts", "streams restarted by their device (seq reset)", registry=r)
         self.evicted = Counter("emon_gateway_devices_evicted", "idle device sessions closed", registry=r)

@@ -130,9 +130,16 @@ class GatewayPipeline:
         try:
             session.check(frame)
         except FrameRejected as rej:
-            session.window.invalid += 1
-            self.reject(rej.reason, topic, f"seq {frame.seq} first {frame.first_sample_index}")
-            return
+            if rej.reason == "restart":  # close the old stream, start a new one
+                log.info("device %s restarted its stream (seq %d after %d)", frame.device_id, frame.seq, session.last_seq)
+                self._events(session, session.rhythm.close(session.expected_index), None, None)
+                self.metrics.restarts.inc()
+                session = DeviceSession(entry, frame, self.settings, now_mono)
+                self.sessions[frame.device_id] = session
+            else:
+                session.window.invalid += 1
+                self.reject(rej.reason, topic, f"seq {frame.seq} first {frame.first_sample_index}")
+                return
         try:
             ups = session.ingest(frame, received_ms, now_mono, len(payload))
         except Exception as err:  # noqa: BLE001 - one device's failure must not stop the others
@@ -290,6 +297,8 @@ class GatewayService:
                                     subscriptions=[(MQTT_FRAMES_SUB.format(site_id=settings.site_id), 1)],
                                     on_connect=self._on_in_connect, max_inflight=100)
         self.intake.on_message = self._on_message
+        for c in (self.up, self.intake):  # back quickly after a broker restart
+            c.reconnect_delay_set(1, 2)
         self.intake.on_disconnect = self._on_in_disconnect
         self.http = HttpEndpoints(settings.http_host, settings.http_port, self.metrics.registry, self.health)
 

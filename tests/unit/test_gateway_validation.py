@@ -98,3 +98,16 @@ def test_gap_is_filled_and_a_long_gap_restarts_the_stream(pipeline: GatewayPipel
     s = p.sessions[dev]
     assert s.base_index == 100 * 250 and s.expected_index == 101 * 250
     assert not p.invalid
+
+
+def test_device_restart_starts_a_new_stream_but_a_replay_is_rejected(pipeline: GatewayPipeline) -> None:
+    p, dev = pipeline, "dev-00005"
+    for k in range(4):
+        p.handle(topic(dev), frame(dev, k).encode(), T0)
+    first = p.sessions[dev]
+    p.handle(topic(dev), frame(dev, 1).encode(), T0)  # an old frame again (older device clock)
+    assert p.invalid == {"replay": 1} and p.sessions[dev] is first
+    p.handle(topic(dev), frame(dev, 0, device_time_ms=T0 + 3_600_000).encode(), T0)  # rebooted device
+    assert p.sessions[dev] is not first and p.sessions[dev].last_seq == 0
+    assert p.invalid == {"replay": 1}
+    assert p.metrics.registry.get_sample_value("emon_gateway_device_restarts_total") == 1
