@@ -49,6 +49,8 @@ def configure_devices(p: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=1,
         help="network/pacing threads (default 1: more threads mostly contend for the GIL)",
     )
+    g.add_argument("--drain-s", type=float, default=30.0,
+                   help="after the last frame, wait this long for acknowledgements (default 30)")
     g = p.add_argument_group("signal")
     g.add_argument("--source", choices=("mitdb", "synthetic"), default="mitdb", help="signal source (default mitdb)")
     g.add_argument("--fs", type=float, default=None, help="sampling rate in Hz, 100..1000 (default: native / 360)")

@@ -118,7 +118,7 @@ def run_devices(args: argparse.Namespace, on_running: Callable[[Fleet], None] | 
     settings: MqttSettings = args.mqtt_settings
     fleet = Fleet(
         devices,
-        FleetOptions(frames_per_device=frames, fast=args.fast, workers=args.workers),
+        FleetOptions(frames_per_device=frames, fast=args.fast, workers=args.workers, drain_timeout_s=args.drain_s),
         connect=lambda dev: connect(dev.client, settings, args.session_expiry_s),
     )
     meta = {
