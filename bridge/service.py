@@ -54,6 +54,7 @@ class BridgeService:
                                     manual_ack=True, clean_start=False, on_connect=self._on_connect,
                                     max_inflight=100)
         self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 2)
         self.client.on_disconnect = self._on_disconnect
         self.queue: queue.Queue[tuple[str, bytes, int, int, int]] = queue.Queue(maxsize=settings.max_inflight)
         self.stopping = threading.Event()
