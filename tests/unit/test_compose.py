@@ -30,6 +30,11 @@ def _host_ports(service: dict[str, Any]) -> set[int]:
     return {int(str(p).split(":")[-2]) for p in service.get("ports", [])}
 
 
+def _default(cls: type, field: str) -> Any:
+    """The coded default of a settings field (not the environment of this test run)."""
+    return cls.model_fields[field].default
+
+
 def _env(service: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in (service.get("environment") or {}).items()}
 
@@ -50,19 +55,20 @@ def test_images_match_the_pinned_dev_versions(compose: dict[str, Any]) -> None:
 
 def test_ports_match_settings_defaults(compose: dict[str, Any]) -> None:
     s = compose["services"]
-    assert _host_ports(s["mosquitto"]) == {MqttSettings().port}
-    kafka_port = int(KafkaSettings().bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+    mqtt_port = _default(MqttSettings, "port")
+    assert _host_ports(s["mosquitto"]) == {mqtt_port}
+    kafka_port = int(_default(KafkaSettings, "bootstrap_servers").split(",")[0].rsplit(":", 1)[1])
     assert _host_ports(s["kafka"]) == {kafka_port} == {dev_kafka.PORT}
-    assert _host_ports(s["cassandra"]) == {CassandraSettings().port} == {dev_cassandra.PORT}
+    assert _host_ports(s["cassandra"]) == {_default(CassandraSettings, "port")} == {dev_cassandra.PORT}
     assert _host_ports(s["map"]) == {8000}
     conf = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
-    assert re.search(rf"^listener {MqttSettings().port}\b", conf, re.M)
+    assert re.search(rf"^listener {mqtt_port}\b", conf, re.M)
 
 
 def test_kafka_listeners_match_clients(compose: dict[str, Any]) -> None:
     kafka_env = _env(compose["services"]["kafka"])
     advertised = kafka_env["KAFKA_ADVERTISED_LISTENERS"]
-    assert f"EXTERNAL://{KafkaSettings().bootstrap_servers}" in advertised
+    assert f"EXTERNAL://{_default(KafkaSettings, 'bootstrap_servers')}" in advertised
     internal = compose["x-emon-env"]["EMON_KAFKA_BOOTSTRAP_SERVERS"]
     assert f"INTERNAL://{internal}" in advertised
     assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
@@ -73,7 +79,7 @@ def test_kafka_listeners_match_clients(compose: dict[str, Any]) -> None:
 
 def test_cassandra_datacenter_matches_settings(compose: dict[str, Any]) -> None:
     dc = _env(compose["services"]["cassandra"])["CASSANDRA_DC"]
-    assert dc == CassandraSettings().local_dc == compose["x-emon-env"]["EMON_CASSANDRA_LOCAL_DC"]
+    assert dc == _default(CassandraSettings, "local_dc") == compose["x-emon-env"]["EMON_CASSANDRA_LOCAL_DC"]
 
 
 def test_component_env_keys_are_real_settings(compose: dict[str, Any]) -> None:
