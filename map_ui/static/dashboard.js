@@ -137,7 +137,7 @@
     var v = alerts[alertId];
     if (v && v.alert.location) {  // centre the alert in the part of the map the drawer leaves visible
       var pt = map.latLngToContainerPoint([v.alert.location.lat, v.alert.location.lon]);
-      var size = map.getSize(), drawer = Math.min(520, size.x);
+      var size = map.getSize(), drawer = Math.min(600, size.x);
       map.panBy([pt.x - (size.x - drawer) / 2, pt.y - size.y / 2]);
     }
     fetch("/alerts/" + encodeURIComponent(alertId) + "/panel", { credentials: "same-origin", headers: { Accept: "text/html" } })
