@@ -116,7 +116,7 @@ class GatewaySettings(BaseSettings):
     max_gap_fill_s: float = Field(30.0, ge=0, le=600)
     summary_period_s: float = Field(10.0, gt=0, le=3600)
     strip_event_s: float = Field(6.0, gt=0, le=20)
-    strip_beat_s: float = Field(2.0, gt=0, le=10)
+    strip_beat_s: float = Field(1.5, gt=0, le=10)
     outbox_max_entries: int = Field(200_000, ge=10)
     outbox_max_mb: float = Field(512.0, gt=0)
     outbox_inflight: int = Field(200, ge=1, le=65535)

@@ -69,6 +69,8 @@ class Edge:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.gw_port = free_port()
         self.br_port = free_port()
+        while self.br_port == self.gw_port:
+            self.br_port = free_port()
         self.gateway_id = f"gw-{tag}"
         self.bridge_id = f"br-{tag}"
         self.env = {**os.environ, "EMON_BRIDGE_SHARE_GROUP": f"t{tag}"[:60].replace(".", "-"),
