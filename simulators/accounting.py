@@ -184,3 +184,29 @@ def _account_events(
             t.delivered += 1
             t._bump(kind, "delivered")
     t.unexpected += len(set(latest) - used)
+
+
+def account_frames(truth: Truth, frames: Iterable[Any]) -> Tally:
+    """Frames that reached a subscriber (EcgFrame objects or ``(device_id, seq)`` pairs) vs
+    the frames the devices sent: expected / delivered / lost / duplicates / unexpected.
+
+    Example:
+        >>> account_frames(load_truth("run.jsonl"), received_frames).lost
+    """
+    t = Tally()
+    seen: Counter[tuple[str, int]] = Counter()
+    for f in frames:
+        key = (f.device_id, f.seq) if hasattr(f, "seq") else (str(f[0]), int(f[1]))
+        seen[key] += 1
+        t.received += 1
+    sent = {
+        (dev.device_id, seq)
+        for dev in truth.devices.values()
+        for seq in dev.sent_seqs
+    }
+    t.expected = len(sent)
+    t.delivered = len(sent & set(seen))
+    t.lost = t.expected - t.delivered
+    t.duplicates = sum(c - 1 for c in seen.values())
+    t.unexpected = len(set(seen) - sent)
+    return t

@@ -79,6 +79,7 @@ class DeviceTruth:
     unsent_beats: list[tuple[int, str]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     sent_ranges: list[tuple[int, int]] = field(default_factory=list)  # [first, first+n)
+    sent_seqs: list[int] = field(default_factory=list)
 
     def was_sent(self, index: int) -> bool:
         """True when sample ``index`` lies in a frame the device sent."""
@@ -117,6 +118,7 @@ def load_truth(path: Path | str) -> Truth:
                 dev.frames_sent += 1
                 dev.fs_hz = float(rec["fs_hz"])
                 dev.sent_ranges.append((rec["first"], rec["first"] + rec["n"]))
+                dev.sent_seqs.append(int(rec["seq"]))
                 dev.beats.extend((int(i), str(c), int(rec["sent_ms"])) for i, c in rec["beats"])
             elif kind == "drop":
                 dev.frames_dropped += 1

@@ -17,6 +17,7 @@ from emon_core.registry import sim_device_id
 from emon_core.settings import MqttSettings
 from emon_core.topics import frames_topic
 from simulators.fleet import Fleet
+from simulators.accounting import account_frames
 from simulators.ground_truth import load_truth
 from simulators.mqtt_client import connect, device_password, new_device_client
 from simulators.sim_devices import run_devices
@@ -139,8 +140,11 @@ def test_forced_disconnects_lose_nothing(collector: Collector, tmp_path: Path) -
     assert broken and sum(broken) >= 3
     devices = [sim_device_id(n) for n in range(START + 10, START + 13)]
     got = collector.wait_for(devices, 40)
-    summary = load_truth(truth_path).summary
+    truth = load_truth(truth_path)
+    summary = truth.summary
     assert summary is not None and summary["reconnects"] >= 3
+    frames = account_frames(truth, [f for dev in devices for f in got[dev]])
+    assert frames.expected == 120 and frames.lost == 0 and frames.unexpected == 0
     assert summary["frames_acked"] == summary["frames_sent"] == 120
     for dev in devices:
         _check_in_order(got[dev], 40, 36)

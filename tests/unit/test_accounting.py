@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from emon_core.contracts import BeatClass, EventKind, FlaggedBeat, RhythmEvent
-from simulators.accounting import account
+from simulators.accounting import account, account_frames
 from simulators.ground_truth import TruthRecorder, load_truth
 
 FS = 360.0
@@ -130,3 +130,12 @@ def test_disabled_recorder_is_a_no_op() -> None:
     rec.write({"t": "run"})
     rec.close()
     assert not rec.enabled
+
+
+def test_frame_accounting(tmp_path: Path) -> None:
+    truth = load_truth(_truth(tmp_path))
+    # sent: dev-00000 seq 0, 1, 3 (2 was dropped) and dev-00001 seq 0
+    got = [("dev-00000", 0), ("dev-00000", 1), ("dev-00000", 1), ("dev-00001", 0), ("dev-00001", 7)]
+    t = account_frames(truth, got)
+    assert (t.expected, t.delivered, t.lost, t.duplicates, t.unexpected) == (4, 3, 1, 1, 1)
+    assert truth.devices["dev-00000"].sent_seqs == [0, 1, 3]
