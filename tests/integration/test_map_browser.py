@@ -14,9 +14,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from emon_core.contracts import Alert, EcgStrip, GeoPoint, Severity
+from emon_core.contracts import Alert, EcgStrip, GeoPoint, Severity, UnitPosition, UnitStatus
 from emon_core.settings import CassandraSettings, KafkaSettings, load
-from emon_core.topics import KAFKA_ALERTS
+from emon_core.topics import KAFKA_ALERTS, KAFKA_UNIT_POSITIONS
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
 
@@ -180,6 +180,19 @@ def test_live_alert_strip_and_acknowledge(server: str) -> None:
         assert page.locator(".alert-item").first.get_attribute("data-alert-id") == aid  # critical on top
         expect(item.locator(".ai-unit .status-chip")).to_be_visible(timeout=5_000)  # nearest unit assigned
         page.screenshot(path=str(ARTIFACTS / "map_live_alert.png"))
+
+        # the crew reports (as `emon sim units` does through MQTT and the bridge): acknowledged, then
+        # driving; the router records it and the map moves the unit and updates the job live
+        unit_id = item.locator(".ai-unit b").inner_text()
+        for st, f in ((UnitStatus.ACKNOWLEDGED, 0.0), (UnitStatus.EN_ROUTE, 0.4)):
+            u = page.evaluate("id => fetch('/api/units/' + id).then(r => r.json())", unit_id)  # the page's session
+            lat0, lon0 = u["lat"], u["lon"]
+            pos = UnitPosition(unit_id=unit_id, lat=lat0 + (alert.location.lat - lat0) * f,
+                               lon=lon0 + (alert.location.lon - lon0) * f, status=st,
+                               time_ms=int(time.time() * 1000), speed_mps=12.0)
+            _produce(KAFKA_UNIT_POSITIONS, unit_id, pos.encode())
+        expect(item.locator(".ai-unit .status-chip.st-en_route")).to_be_visible(timeout=5_000)
+        page.wait_for_function("document.querySelectorAll('.unit-icon.en_route').length >= 1", timeout=5_000)
 
         item.click()
         page.wait_for_selector("#ecg-strip svg.ecg-strip", timeout=5_000)
