@@ -9,6 +9,7 @@ from emon_core.adapters.mqtt import device_password as _derived_password
 from emon_core.settings import MqttSettings
 
 MAX_INFLIGHT = 20
+CONNECT_TIMEOUT_S = 2.0  # the TCP connect blocks the fleet worker: keep it short
 
 
 def device_password(device_id: str) -> str:
@@ -23,7 +24,9 @@ def new_device_client(device_id: str, settings: MqttSettings, password: str | No
     through ``client.emon_user_on_connect`` (the adapter owns ``on_connect``).
     """
     creds = settings.with_user(device_id, password if password is not None else device_password(device_id))
-    return create_client(creds, client_id=device_id, clean_start=False, max_inflight=MAX_INFLIGHT)
+    client = create_client(creds, client_id=device_id, clean_start=False, max_inflight=MAX_INFLIGHT)
+    client.connect_timeout = CONNECT_TIMEOUT_S
+    return client
 
 
 def connect(client: Any, settings: MqttSettings, session_expiry_s: int) -> None:
