@@ -52,7 +52,12 @@ class Service:
 
     def probe(self) -> bool:
         """True when the service answers requests (called repeatedly while starting)."""
-        return all(procs.port_open(HOST, p) for p in self.ports)
+        return all(procs.port_open(HOST, p) for p in self.probe_ports)
+
+    @property
+    def probe_ports(self) -> tuple[int, ...]:
+        """Ports a liveness check may connect to (a bare TCP connect must not upset them)."""
+        return self.ports
 
     # --- shared --------------------------------------------------------------------
     @property
@@ -126,7 +131,7 @@ class Service:
 
     def status(self) -> Status:
         rec = procs.running(self.name)
-        up = rec is not None and all(procs.port_open(HOST, p) for p in self.ports)
+        up = rec is not None and all(procs.port_open(HOST, p) for p in self.probe_ports)
         detail = "" if rec is None or up else "process alive, ports not open (starting?)"
         return Status(
             name=self.name,

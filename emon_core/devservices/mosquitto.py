@@ -110,6 +110,10 @@ class Mosquitto(Service):
         return first[0].replace("mosquitto version ", "") if first else "?"
 
     @property
+    def probe_ports(self) -> tuple[int, ...]:
+        return (self.port,)  # a bare connect to the TLS port logs an SSL error in the broker
+
+    @property
     def conf_file(self) -> Path:
         return self.home / "mosquitto.conf"
 
