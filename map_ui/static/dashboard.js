@@ -213,6 +213,11 @@
   }
   setInterval(function () {
     document.querySelectorAll(".ago").forEach(function (el) { el.textContent = ago(+el.dataset.ms); });
+    var eta = document.getElementById("eta");  // countdown from the router's estimate
+    if (eta && eta.dataset.etaS) {
+      var left = Math.max(0, +eta.dataset.etaS - (Date.now() - +eta.dataset.assignedMs) / 1000);
+      eta.textContent = left > 0 ? (left / 60).toFixed(1) + " min" : "due";
+    }
     document.getElementById("clock").textContent = hhmm(Date.now());
   }, 1000);
   document.getElementById("clock").textContent = hhmm(Date.now());
