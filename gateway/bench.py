@@ -319,9 +319,11 @@ def _plot_nstdb(nst: dict[str, dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     levels = list(nst)
+    pos = list(range(len(levels)))
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(levels, [100 * nst[k]["se"] for k in levels], "o-", label="Se")
-    ax.plot(levels, [100 * nst[k]["ppv"] for k in levels], "s-", label="+P")
+    ax.plot(pos, [100 * nst[k]["se"] for k in levels], "o-", label="Se")
+    ax.plot(pos, [100 * nst[k]["ppv"] for k in levels], "s-", label="+P")
+    ax.set_xticks(pos, levels)
     ax.set_xlabel("SNR (dB)")
     ax.set_ylabel("%")
     ax.set_title("QRS detection, MIT-BIH noise stress test")

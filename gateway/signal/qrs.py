@@ -14,8 +14,8 @@ delay, and on MIT-BIH they score below the target (XQRS Se 99.35 / +P 99.43, Neu
 
 Every decision is taken at a stream position that depends on the data only, so any
 chunking (1 sample .. 10 s) gives identical detections, and each R peak at sample ``r`` is
-reported exactly when sample ``r + delay_samples`` arrives (:attr:`delay_samples`: 599
-samples = 1.66 s with the default config at 360 Hz; the bound comes from the searchback
+reported exactly when sample ``r + delay_samples`` arrives (:attr:`delay_samples`: 606
+samples = 1.68 s with the default config at 360 Hz; the bound comes from the searchback
 interval, at most 1.4 s after the previous beat), or by :meth:`flush` at the end of the stream.
 
 Signal loss: NaN samples are gaps (held at the last value, never crash), runs of identical
@@ -57,9 +57,9 @@ class QrsConfig:
 
     bandpass_hz: tuple[float, float] = (5.0, 15.0)
     bandpass_order: int = 2  # Butterworth order of each edge
-    integration_s: float = 0.150  # moving-window integral length
+    integration_s: float = 0.120  # moving-window integral length
     feature_power: int = 1  # integrate |derivative| ** power (2: Pan-Tompkins squaring; 1 compresses PVCs)
-    neighbourhood_s: float = 0.200  # a candidate is the feature maximum within +/- this
+    neighbourhood_s: float = 0.250  # a candidate is the feature maximum within +/- this
     refractory_s: float = 0.200
     t_wave_window_s: float = 0.300  # candidates closer than this to the last QRS are T-wave suspects
     t_wave_slope_ratio: float = 0.5  # ... and rejected when their max slope is below ratio * QRS slope

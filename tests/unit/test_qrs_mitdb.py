@@ -25,9 +25,9 @@ def test_pooled_se_and_ppv_above_floors(mitdb_dir: Path) -> None:
         m = match_beats(ref, detect_qrs(x, fs), fs)
         assert m.se > 0.99 and m.ppv > 0.97, (rec, m.se, m.ppv)
         tp, fn, fp = tp + m.tp, fn + m.fn, fp + m.fp
-    # measured 99.76 / 99.42 on these (hard) records; all 48: see `emon bench signal`
-    assert tp / (tp + fn) >= 0.996
-    assert tp / (tp + fp) >= 0.993
+    # measured 99.68 / 99.62 on these (hard) records; all 48 (99.88 / 99.85): `emon bench signal`
+    assert tp / (tp + fn) >= 0.995
+    assert tp / (tp + fp) >= 0.994
 
 
 def test_streamed_in_device_frames_equals_one_call(mitdb_dir: Path) -> None:
