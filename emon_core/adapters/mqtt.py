@@ -110,6 +110,7 @@ class EmonMqttClient(mqtt.Client):
         self.emon_connected = threading.Event()
         self.emon_connack: Any = None
         self.emon_user_on_connect: OnConnect | None = None
+        self.emon_clean_start = True
 
     def add_subscription(self, topic: str, qos: int = 1) -> None:
         """Subscribe now (if connected) and again after every reconnect."""
@@ -180,6 +181,7 @@ def create_client(
         client.tls_set(ca_certs=str(settings.tls_ca_file))
     if will is not None:
         client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+    client.emon_clean_start = clean_start
     client.emon_subscriptions = list(subscriptions)
     client.emon_user_on_connect = on_connect
     client.on_connect = _on_connect
@@ -194,20 +196,22 @@ def connect_and_wait(
     settings: MqttSettings,
     *,
     timeout_s: float = 10.0,
-    clean_start: bool = True,
+    clean_start: bool | None = None,
     session_expiry_s: int | None = None,
     start_loop: bool = True,
 ) -> None:
     """Connect, start the network thread and wait for CONNACK (bounded).
 
     Raises ServiceError when the broker cannot be reached in time and ConfigError when
-    it refuses the credentials. With MQTT 5, ``session_expiry_s`` keeps the session
+    it refuses the credentials. ``clean_start`` defaults to the one given to
+    :func:`create_client`. With ``start_loop=False`` the caller drives the network
+    loop, so this returns right after sending CONNECT (check ``client.emon_connected``). With MQTT 5, ``session_expiry_s`` keeps the session
     (and queued QoS 1 messages) across disconnects.
     """
     where = f"{settings.host}:{settings.port}"
     kwargs: dict[str, Any] = {"keepalive": settings.keepalive_s}
     if client.protocol == mqtt.MQTTv5:
-        kwargs["clean_start"] = clean_start
+        kwargs["clean_start"] = client.emon_clean_start if clean_start is None else clean_start
         if session_expiry_s is not None:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = int(session_expiry_s)
@@ -219,16 +223,15 @@ def connect_and_wait(
         raise ServiceError(
             f"MQTT broker not reachable at {where}: {err} (start it with `emon services up`)"
         ) from err
-    if start_loop:
-        client.loop_start()
+    if not start_loop:
+        return
+    client.loop_start()
     if not client.emon_connected.wait(timeout_s):
-        if start_loop:
-            client.loop_stop()
+        client.loop_stop()
         raise ServiceError(f"MQTT broker at {where}: no CONNACK within {timeout_s:.0f} s")
     reason = client.emon_connack
     if reason is not None and reason.is_failure:
-        if start_loop:
-            client.loop_stop()
+        client.loop_stop()
         user = getattr(client, "username", None) or settings.username or "<anonymous>"
         if int(getattr(reason, "value", 0)) in _AUTH_FAILURES:
             raise ConfigError(f"MQTT login refused at {where} for user {user!r}: {reason}")

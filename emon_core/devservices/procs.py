@@ -77,6 +77,14 @@ def running(name: str) -> ProcRecord | None:
     return None
 
 
+def _normal_priority() -> None:
+    """Run services at nice 0 even when `up` was called from a niced shell (needs root)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError:
+        pass
+
+
 def spawn(
     name: str,
     argv: Sequence[str],
@@ -99,6 +107,7 @@ def spawn(
             env={**os.environ, **(env or {})},
             cwd=str(cwd) if cwd else None,
             start_new_session=True,
+            preexec_fn=_normal_priority,
         )
     rec = ProcRecord(name=name, pid=proc.pid, marker=marker, started_at=time.time())
     tmp = pid_file(name).with_suffix(".tmp")
