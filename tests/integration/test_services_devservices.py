@@ -51,3 +51,24 @@ def test_credentials_are_private(all_up: None) -> None:
     data = json.loads(credentials_file().read_text())
     assert {"gateway", "bridge"} <= set(data["mqtt"])
     assert data["device_secret"] and data["web"]["admin"]["username"]
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("CI") or os.environ.get("EMON_FAULT_TESTS")),
+    reason="kills the shared broker: runs under CI or with EMON_FAULT_TESTS=1",
+)
+def test_kill_and_start_mosquitto(mqtt_settings, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    from emon_core.adapters import mqtt as adapter
+
+    before = procs.running("mosquitto")
+    assert main(["services", "kill", "mosquitto"]) == 0
+    assert procs.running("mosquitto") is None and not procs.is_ours(before)
+    assert not procs.port_open("127.0.0.1", mqtt_settings.port)
+    assert main(["services", "start", "mosquitto"]) == 0
+    assert "started" in capsys.readouterr().out
+    client = adapter.service_client(mqtt_settings, "gateway", "it-after-restart")
+    try:
+        adapter.connect_and_wait(client, mqtt_settings, timeout_s=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
