@@ -40,6 +40,7 @@ class PendingBeats:
     batch: BeatBatch
     device_sent_ms: int  # device time of the end of the frame that completed them
     received_ms: int  # gateway wall clock when that frame arrived
+    first_index: int = 0  # device sample index of the first beat (its strip must stay buffered)
 
 
 @dataclass
@@ -173,7 +174,8 @@ class DeviceSession:
         batch = self.extractor.process(cond, r360)
         if len(batch):
             sent = end_ms if end_ms is not None else self.time_ms(self.expected_index)
-            self.pending.append(PendingBeats(batch, sent, received_ms))
+            first = int(self.to_device_index(int(batch.r_samples[0])))
+            self.pending.append(PendingBeats(batch, sent, received_ms, first))
         horizon = self.detector.samples_in - self.detector.delay_samples
         if horizon > 0:
             ups += self.rhythm.advance(int(self.to_device_index(horizon)))
@@ -189,6 +191,9 @@ class DeviceSession:
         self._raw = np.concatenate([self._raw, mv.astype(np.float32)])
         if self._raw.size > 2 * self._raw_keep:
             cut = self._raw.size - self._raw_keep
+            if self.pending:  # beats awaiting classification (a burst of frames) keep their strips
+                floor = self.pending[0].first_index - int(self._raw_keep // 2)
+                cut = min(cut, max(0, floor - self._raw_start))
             self._raw = self._raw[cut:]
             self._raw_start += cut
 

@@ -111,3 +111,22 @@ def test_device_restart_starts_a_new_stream_but_a_replay_is_rejected(pipeline: G
     assert p.sessions[dev] is not first and p.sessions[dev].last_seq == 0
     assert p.invalid == {"replay": 1}
     assert p.metrics.registry.get_sample_value("emon_gateway_device_restarts_total") == 1
+
+
+def test_a_burst_of_frames_keeps_the_strips_of_beats_awaiting_classification(pipeline: GatewayPipeline) -> None:
+    from emon_core.contracts import decode_edge
+    from simulators.scenario import parse_scenario
+    from simulators.synthetic import SyntheticConfig, generate
+
+    p, dev = pipeline, "dev-00006"
+    ecg = generate(60.0, SyntheticConfig(fs_hz=FS, seed=2), parse_scenario("vt@20:k=6"))
+    for k in range(60):  # a whole minute between two ticks (catching up after an outage)
+        f = frame(dev, k, gain_adu_per_mv=ecg.gain_adu_per_mv, baseline_adu=ecg.baseline_adu,
+                  samples=ecg.samples[k * 250:(k + 1) * 250].tolist())
+        p.handle(topic(dev), f.encode(), T0)
+    p.tick()
+    msgs = [decode_edge(e.payload) for e in p.outbox.peek(0, 1000)]
+    beats = [m for m in msgs if m.type == "flagged_beat"]
+    assert len(beats) >= 5 and all(m.strip is not None and m.strip.marks == [m.sample_index] for m in beats)
+    runs = [m for m in msgs if m.type == "rhythm_event" and m.kind.value == "v_run"]
+    assert runs and all(m.strip is not None for m in runs)
