@@ -270,6 +270,32 @@ class StreamingQrsDetector:
 
     # -- per-chunk vectorised stage ------------------------------------------------------
 
+    def _flat_runs(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+        """Samples in a run of >= flat_run identical values (flat line / saturation), across chunks."""
+        prev_run = self._run
+        changes = np.flatnonzero(x[1:] != x[:-1]) + 1  # a new value starts here
+        first_same = x[0] == self._prev
+        self._prev = float(x[-1])
+        # run length at the last sample, and the longest run this chunk can hold
+        last_start = int(changes[-1]) if changes.size else 0
+        head = int(changes[0]) if changes.size else x.size
+        head_run = (prev_run + head) if first_same else head - 1
+        if changes.size:
+            self._run = x.size - 1 - last_start
+            longest = max(head_run, int(np.diff(changes, append=x.size).max()) - 1)
+        else:
+            self._run = head_run
+            longest = head_run
+        if longest < self._flat_run:  # the usual case: nothing to mark
+            return np.zeros(x.size, dtype=bool)
+        same = np.empty(x.size, dtype=bool)
+        same[0] = first_same
+        same[1:] = x[1:] == x[:-1]
+        pos = np.arange(x.size)
+        last_change = np.maximum.accumulate(np.where(same, -1, pos))
+        run = np.where(last_change >= 0, pos - last_change, prev_run + pos + 1)
+        return run >= self._flat_run
+
     def _ingest(self, x: npt.NDArray[np.float64]) -> None:
         nan = np.isnan(x)
         if nan.any():
@@ -277,16 +303,7 @@ class StreamingQrsDetector:
             np.maximum.accumulate(idx, out=idx)
             x = np.where(idx >= 0, x[np.maximum(idx, 0)], self._hold)
         self._hold = float(x[-1])
-        # runs of identical samples (flat line / saturation), carried across chunks
-        same = np.empty(x.size, dtype=bool)
-        same[0] = x[0] == self._prev
-        same[1:] = x[1:] == x[:-1]
-        pos = np.arange(x.size)
-        last_change = np.maximum.accumulate(np.where(same, -1, pos))
-        run = np.where(last_change >= 0, pos - last_change, self._run + pos + 1)
-        self._run = int(run[-1])
-        self._prev = float(x[-1])
-        bad = nan | (run >= self._flat_run)
+        bad = self._flat_runs(x) | nan
         if self._f_bp is None:
             self._f_bp = SosState(self._sos, x[0])
             self._f_vf = SosState(self._sos_vf, x[0])
