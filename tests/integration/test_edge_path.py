@@ -438,5 +438,40 @@ def test_bad_frames_counted_rejected_no_crash(edge: Edge, mqtt_settings: MqttSet
     assert edge.gateway is not None and edge.gateway.poll() is None
 
 
+def test_bridge_dead_letters_invalid_messages(edge: Edge, kafka_settings: KafkaSettings,
+                                              mqtt_settings: MqttSettings, mqtt_clients: list[Any]) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    from emon_core.adapters.mqtt import connect_and_wait, create_client
+    from emon_core.topics import KAFKA_DEADLETTER
+
+    c = Consumer({"bootstrap.servers": kafka_settings.bootstrap_servers, "group.id": f"dl-{time.time_ns()}"})
+    edge.start_bridge()
+    parts = []
+    for p in c.list_topics(KAFKA_DEADLETTER, timeout=30).topics[KAFKA_DEADLETTER].partitions:
+        _, high = c.get_watermark_offsets(TopicPartition(KAFKA_DEADLETTER, p), timeout=10)
+        parts.append(TopicPartition(KAFKA_DEADLETTER, p, high))
+    c.assign(parts)
+    s = mqtt_settings.with_user("gateway")
+    pub = create_client(s, client_id=f"dl-pub-{edge.tag}")
+    mqtt_clients.append(pub)
+    connect_and_wait(pub, s)
+    topic = f"edge/{SITE}/dev-02845/events"
+    marker = f"not json {edge.tag}".encode()
+    pub.publish(topic, marker, qos=1).wait_for_publish(10)
+    found = None
+    deadline = time.monotonic() + 30
+    while found is None and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            v = json.loads(m.value())
+            if v["payload_excerpt"] == marker.decode():
+                found = v
+    c.close()
+    assert found is not None
+    assert found["source"] == f"mqtt:{topic}" and found["reason"].startswith("invalid")
+    assert get_json(edge.br_port)["deadlettered"] >= 1
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v", "-s"]))
