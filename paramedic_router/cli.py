@@ -10,6 +10,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group", default=None, help="Kafka consumer group (default emon-router)")
     parser.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--apply-schema", action="store_true", help="create the dispatch tables if missing")
+    parser.add_argument("--http-port", type=int, default=9403, help="/metrics and /healthz port (default 9403; 0 = any, -1 = off)")
+    parser.add_argument("--http-host", default="127.0.0.1", help="bind address for /metrics and /healthz")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
     if args.apply_schema:
         apply_schema(session)
     service = RouterService(settings, load(KafkaSettings), DispatchStore(session))
+    if args.http_port >= 0:
+        from paramedic_router.http import loop_health, serve
+
+        serve(args.http_host, args.http_port, service.router, loop_health(service))
     if args.seconds:
         service.run(max_seconds=args.seconds)
     else:

@@ -41,6 +41,7 @@ class RouterService:
                                                    **{"auto.offset.reset": "latest"}))
         self._stop = False
         self.ready = False
+        self.last_loop = time.monotonic()
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -121,6 +122,7 @@ class RouterService:
         log.info("router %s running (ack timeout %.0f s)", self.instance, self.cfg.ack_timeout_s)
         try:
             while not self._stop and (t_end is None or time.monotonic() < t_end):
+                self.last_loop = time.monotonic()
                 for msg in self.side.consume(num_messages=self.cfg.batch_max, timeout=0.02):
                     if msg.error() is None:
                         self._handle_side(msg)

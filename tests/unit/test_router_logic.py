@@ -152,3 +152,26 @@ def test_dispatcher_resolve_request_frees_unit_without_reassign():
     assert store.units["u1"].status == "available" and "a1" not in r.active
     r.on_alert(alert("a1", version=2))
     assert len(sent) == 2
+
+
+def test_metrics_and_health_endpoints():
+    import json
+    import time
+    import urllib.request
+    from types import SimpleNamespace
+
+    from paramedic_router.http import serve
+
+    r, _, _, _ = make({"u1": (C_LAT, C_LON)})
+    r.on_alert(alert("a1"))
+    svc = SimpleNamespace(ready=True, last_loop=time.monotonic(), router=r)
+    srv = serve("127.0.0.1", 0, r, lambda: (svc.ready, r.stats()))
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        text = urllib.request.urlopen(base + "/metrics").read().decode()
+        assert 'emon_router_events_total{event="assigned"} 1.0' in text
+        assert "emon_router_queue_length 0.0" in text and "emon_router_decision_seconds_count 1.0" in text
+        health = json.loads(urllib.request.urlopen(base + "/healthz").read())
+        assert health["ok"] is True and health["active"] == 1
+    finally:
+        srv.shutdown()
