@@ -106,7 +106,15 @@ class RouterService:
                 consumer.assign(committed)
             assigned.append(parts)
 
-        self.alerts.subscribe([KAFKA_ALERTS], on_assign=on_assign)
+        def on_revoke(consumer: Any, parts: list[Any]) -> None:
+            # hand over cleanly: what we processed is written and committed before another router takes it
+            try:
+                self._settle()
+                consumer.commit(asynchronous=False)
+            except Exception as err:  # noqa: BLE001 - nothing to commit yet, or Kafka going away
+                log.info("commit on revoke: %s", err)
+
+        self.alerts.subscribe([KAFKA_ALERTS], on_assign=on_assign, on_revoke=on_revoke)
         deadline = time.monotonic() + 30
         early = []
         while not assigned and time.monotonic() < deadline and not self._stop:
