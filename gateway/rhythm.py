@@ -318,6 +318,7 @@ class RhythmTracker:
         self._rate.clear()
         if self._loss is not None and self._loss_confirmed:
             self._loss.end = max(self._loss.end, index)
+            self._loss.detail = f"{self._loss.detail}; stream closed"[:200]
             self._emit(out, self._loss, final=True)
         self._loss = None
         return out

@@ -130,3 +130,22 @@ def test_a_burst_of_frames_keeps_the_strips_of_beats_awaiting_classification(pip
     assert len(beats) >= 5 and all(m.strip is not None and m.strip.marks == [m.sample_index] for m in beats)
     runs = [m for m in msgs if m.type == "rhythm_event" and m.kind.value == "v_run"]
     assert runs and all(m.strip is not None for m in runs)
+
+
+def test_silent_device_raises_signal_loss_then_is_evicted_and_summaries_flow(pipeline: GatewayPipeline) -> None:
+    from emon_core.contracts import decode_edge
+
+    p, dev = pipeline, "dev-00007"
+    for k in range(25):
+        p.handle(topic(dev), frame(dev, k).encode(), T0, now_mono=100.0 + k)
+        p.tick(now_mono=100.0 + k)
+    p.tick(now_mono=124.0 + p.settings.silent_after_s + 1)
+    p.tick(now_mono=124.0 + p.settings.idle_evict_s + 1)
+    assert dev not in p.sessions
+    msgs = [decode_edge(e.payload) for e in p.outbox.peek(0, 1000)]
+    loss = [m for m in msgs if m.type == "rhythm_event" and m.kind.value == "signal_loss" and "silent" in m.detail]
+    assert loss and loss[0].onset_sample_index == 25 * 250
+    assert loss[-1].revision >= 1  # closed when the device was evicted
+    summaries = [m for m in msgs if m.type == "patient_summary"]
+    assert [m.id for m in summaries] == [f"{dev}:summary:2500", f"{dev}:summary:5000"]
+    assert summaries[0].frames_received == 10 and summaries[0].patient_id == "pat-00007"
