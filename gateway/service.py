@@ -413,16 +413,22 @@ class GatewayService:
                 self._publish_status(True)
                 next_status = now + 60.0
 
-    def _drain_queue(self, until: float) -> None:
+    def _drain_queue(self, until: float, min_items: int = 100) -> None:
+        """Process frames until ``until``; behind schedule, still at least ``min_items`` waiting ones."""
+        done = 0
         while True:
             timeout = until - time.monotonic()
-            if timeout <= 0:
-                return
             try:
-                topic, payload, received = self.queue.get(timeout=timeout)
+                if timeout > 0:
+                    topic, payload, received = self.queue.get(timeout=timeout)
+                elif done < min_items:
+                    topic, payload, received = self.queue.get_nowait()
+                else:
+                    return
             except queue.Empty:
                 return
             self.pipeline.handle(topic, payload, received)
+            done += 1
 
     def _shutdown(self) -> None:
         log.info("gateway stopping: intake off, draining")
