@@ -369,6 +369,38 @@ def bridge_alone(n: int, payload: bytes, bootstrap: str, tmp: Path) -> dict[str,
         _clear_sessions(MqttSettings(), [("bridge", tag)])
 
 
+def pipeline_cpu(devices: int = 50, seconds: int = 20) -> dict[str, Any]:
+    """CPU time per frame of the gateway pipeline in-process (decode .. outbox), robust to a busy machine."""
+    from emon_core.contracts import EcgFrame
+    from emon_core.registry import DeviceRegistry
+    from gateway.outbox import Outbox
+    from gateway.service import GatewayPipeline, load_classifier
+    from gateway.settings import load_gateway_settings
+    from simulators.synthetic import SyntheticConfig, SyntheticSource
+
+    settings = load_gateway_settings(None, simulated=devices)
+    srcs = [SyntheticSource(SyntheticConfig(fs_hz=360.0, seed=i)) for i in range(devices)]
+    frames = [[(f"ecg/site-00/dev-{i:05d}/frames", EcgFrame(
+        device_id=f"dev-{i:05d}", seq=k, device_time_ms=1_700_000_000_000 + 1000 * k, fs_hz=360.0,
+        gain_adu_per_mv=src.gain_adu_per_mv, baseline_adu=src.baseline_adu, first_sample_index=360 * k,
+        samples=src.read(360 * k, 360).samples.tolist()).encode()) for i, src in enumerate(srcs)] for k in range(seconds)]
+    with tempfile.TemporaryDirectory() as d:
+        p = GatewayPipeline(settings, DeviceRegistry.simulated(devices), load_classifier(settings), Outbox(Path(d) / "o.db"))
+        for topic, payload in frames[0]:  # sessions created outside the measurement
+            p.handle(topic, payload, 0)
+        p.tick()
+        c0 = time.process_time()
+        for batch in frames[1:]:
+            for topic, payload in batch:
+                p.handle(topic, payload, 0)
+            p.tick()
+        cpu = time.process_time() - c0
+        p.outbox.close()
+    n = devices * (seconds - 1)
+    ms = 1000.0 * cpu / n
+    return {"frames": n, "cpu_ms_per_frame": round(ms, 2), "patients_per_core": int(1000.0 / ms)}
+
+
 def bench_edge(args: argparse.Namespace) -> int:
     from emon_core.settings import KafkaSettings
 
@@ -378,6 +410,8 @@ def bench_edge(args: argparse.Namespace) -> int:
     payload = _sample_payload()
     result: dict[str, Any] = {"payload_bytes": len(payload), "cores": os.cpu_count(), "levels": []}
     print(f"emon bench edge: logs in {tmp}; flagged-beat payload {len(payload)} B, {os.cpu_count()} cores")
+    result["pipeline"] = pipeline_cpu(20 if o.quick else 50, 10 if o.quick else 20)
+    print(f"gateway pipeline in-process (1 s frames, 360 Hz): {result['pipeline']}")
     result["bare_paho"] = bare_paho(o.messages, payload)
     print(f"bare paho QoS1 pub->sub: {result['bare_paho']}")
     result["bare_kafka"] = bare_kafka(o.messages, payload, kafka)
