@@ -378,6 +378,9 @@ def pipeline_cpu(devices: int = 50, seconds: int = 20) -> dict[str, Any]:
     from gateway.settings import load_gateway_settings
     from simulators.synthetic import SyntheticConfig, SyntheticSource
 
+    import logging
+
+    logging.getLogger("gateway.service").setLevel(logging.WARNING)
     settings = load_gateway_settings(None, simulated=devices)
     srcs = [SyntheticSource(SyntheticConfig(fs_hz=360.0, seed=i)) for i in range(devices)]
     frames = [[(f"ecg/site-00/dev-{i:05d}/frames", EcgFrame(
