@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from emon_core.contracts import EcgFrame
 from emon_core.topics import frames_topic
@@ -230,6 +230,4 @@ class VirtualDevice:
 def now_epoch_ms() -> int:
     return int(time.time() * 1000)
 
-
-SourceFactory = Callable[[int], EcgSource]
 

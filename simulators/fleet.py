@@ -40,9 +40,6 @@ class FleetOptions:
     drain_timeout_s: float = 15.0
 
 
-ClientFactory = Callable[[VirtualDevice], Any]  # returns a connected-or-connecting paho client
-
-
 class _Worker(threading.Thread):
     def __init__(self, wid: int, devices: list[VirtualDevice], fleet: "Fleet") -> None:
         super().__init__(name=f"sim-worker-{wid}", daemon=True)
