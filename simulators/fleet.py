@@ -272,7 +272,7 @@ class Fleet:
     def wait_connected(self, timeout_s: float) -> None:
         """Block until every device connected or was refused (or the timeout), then start clocks."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not self.stop_event.is_set():
+        while time.monotonic() < deadline and not (self.stop_event.is_set() or self.finish_event.is_set()):
             if all(d.connected or d.failed for d in self.devices):
                 break
             time.sleep(0.05)
