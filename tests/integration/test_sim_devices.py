@@ -42,8 +42,8 @@ class Collector:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         self.subscribed = threading.Event()
-        connect_and_wait(self.client, settings, timeout_s=10)
-        assert self.subscribed.wait(10), "gateway subscriber could not subscribe"
+        connect_and_wait(self.client, settings, timeout_s=30)  # a shared, busy broker can be slow
+        assert self.subscribed.wait(30), "gateway subscriber could not subscribe"
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         with self.lock:
