@@ -32,6 +32,6 @@ class HubSettings(BaseSettings):
     cache_max: int = Field(200_000, ge=10)
     retry_initial_s: float = Field(0.5, gt=0, le=60)
     retry_max_s: float = Field(10.0, gt=0, le=600)
-    metrics_port: int = Field(0, ge=0, le=65535)  # 0 = no HTTP endpoint
-    health_port: int = Field(0, ge=0, le=65535)  # GET /healthz, 0 = none
+    http_port: int = Field(0, ge=0, le=65535)  # GET /metrics and /healthz; 0 = no endpoint
+    http_host: str = "127.0.0.1"
     store_strips: bool = True
