@@ -24,6 +24,8 @@ chunking (1 sample .. 10 s) gives identical detections, and each R peak at sampl
 reported exactly when sample ``r + delay_samples`` arrives (:attr:`delay_samples`: 606
 samples = 1.68 s with the default config at 360 Hz; the bound comes from the searchback
 interval, at most 1.4 s after the previous beat), or by :meth:`flush` at the end of the stream.
+Each call costs ~0.2 ms of fixed overhead: with frames shorter than ~1 s, set
+``QrsConfig(batch_s=1.0)`` to process in 1 s batches (the delay grows by the batch length).
 
 Signal loss: NaN samples are gaps (held at the last value, never crash), runs of identical
 samples are a flat line / lead-off (or saturation when the value is at a rail); candidates
@@ -81,6 +83,7 @@ class QrsConfig:
     saturation_mv: float = 4.5  # flat runs at |value| >= this are saturation, not lead-off
     settle_s: float = 0.400  # candidates this close after bad samples are suppressed
     state_block_s: float = 1.0  # signal-state reporting granularity
+    batch_s: float = 0.0  # process input in batches of at least this long: less per-call cost, longer delay
     vf_window_s: float = 4.0  # VF-filter leakage window (Kuo & Dillman 1978), ends vf_lookahead_s after
     vf_lookahead_s: float = 0.7  # ... the candidate's half-second block
     vf_enter_leakage: float = 0.406  # leakage below this: ventricular flutter/fibrillation-like
@@ -115,6 +118,8 @@ class QrsConfig:
             raise ValueError("need 0 < vf_enter_leakage <= vf_exit_leakage")
         if self.vf_lookahead_s >= self.vf_window_s:
             raise ValueError("vf_lookahead_s must be shorter than vf_window_s")
+        if not (math.isfinite(self.batch_s) and 0.0 <= self.batch_s <= 10.0):
+            raise ValueError(f"batch_s must be in [0, 10], got {self.batch_s!r}")
         if self.searchback_max_s <= self.refractory_s:
             raise ValueError("searchback_max_s must exceed refractory_s")
 
@@ -186,8 +191,15 @@ class StreamingQrsDetector:
         self._floor = cfg.min_feature_mv_s
         self._back = self._n_int + self._bp_delay + 4 + self._rw
         self._look = self._w + 2  # data needed after a candidate to decide it
+        # input is processed in batches of at least _batch samples (0: every call); a batch
+        # postpones decisions by up to _batch - 1 samples, which the fixed delay includes
+        self._batch = int(round(cfg.batch_s * fs))
         self.delay_samples = (
-            max(self._sb_max - self._refr, self._learn, self._vf_blk + self._vf_ahead) + self._look + self._back + 1
+            max(self._sb_max - self._refr, self._learn, self._vf_blk + self._vf_ahead)
+            + self._look
+            + self._back
+            + 1
+            + max(self._batch - 1, 0)
         )
         self.reset()
 
@@ -201,7 +213,7 @@ class StreamingQrsDetector:
     @property
     def samples_in(self) -> int:
         """Samples received so far (absolute index of the next sample)."""
-        return self._n
+        return self._n + self._queued_n
 
     @property
     def signal_ok(self) -> bool:
@@ -249,6 +261,8 @@ class StreamingQrsDetector:
         self._block_done = 0
         self._cand_count: dict[int, int] = {}
         self._flushed = False
+        self._queued: list[npt.NDArray[np.float64]] = []
+        self._queued_n = 0
 
     def process(self, chunk: npt.ArrayLike) -> list[QrsDetection]:
         """Feed samples (mV at ``fs_hz``, NaN = gap); return R peaks now ``delay_samples`` old."""
@@ -256,6 +270,13 @@ class StreamingQrsDetector:
             raise RuntimeError("process() after flush(); call reset() to start a new stream")
         x = np.asarray(chunk, dtype=np.float64).ravel()
         if x.size:
+            if self._batch:
+                self._queued.append(x.copy())  # the caller may reuse its frame buffer
+                self._queued_n += x.size
+                if self._queued_n < self._batch:
+                    return self._release(self.samples_in - self.delay_samples)
+                x = np.concatenate(self._queued) if len(self._queued) > 1 else self._queued[0]
+                self._queued, self._queued_n = [], 0
             self._ingest(x)
             self._decide(self._n - self._look)
             self._update_states(final=False)
@@ -266,6 +287,9 @@ class StreamingQrsDetector:
         if self._flushed:
             return []
         self._flushed = True
+        if self._queued_n:
+            self._ingest(np.concatenate(self._queued))
+            self._queued, self._queued_n = [], 0
         self._decide(self._n, final=True)
         self._update_states(final=True)
         return self._release(None)

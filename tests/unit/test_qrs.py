@@ -235,3 +235,24 @@ def test_ventricular_flutter_like_stretch_reports_no_beats() -> None:
     after = truth[truth > b + int(2.5 * FS)]
     assert all(np.abs(got - t_).min() <= 3 for t_ in after)
     assert SignalState.VF_LIKE in [e.state for e in det.pop_state_events()]
+
+
+@pytest.mark.parametrize("size", [1, 90, 1000])
+def test_batched_processing_same_beats_and_exact_longer_delay(size: int) -> None:
+    x, _ = synthetic_ecg(30.0, FS, seed=16, noise_mv=0.05)
+    x[4000:4100] = np.nan
+    cfg = QrsConfig(batch_s=1.0)
+    det = StreamingQrsDetector(FS, cfg)
+    assert det.delay_samples == StreamingQrsDetector(FS).delay_samples + int(FS) - 1
+    got = []
+    for i in range(0, x.size, size):
+        for d in det.process(x[i : i + size]):
+            if size == 1:
+                assert det.samples_in == d.sample_index + det.delay_samples + 1
+            else:
+                assert det.samples_in - d.sample_index > det.delay_samples
+            got.append(d.sample_index)
+    got += [d.sample_index for d in det.flush()]
+    assert np.array_equal(got, detect_qrs(x, FS))
+    with pytest.raises(ValueError):
+        QrsConfig(batch_s=-1.0)
