@@ -289,8 +289,6 @@ def test_vt_run_and_pause_yield_exactly_the_expected_beats_and_events(edge: Edge
 
 def test_bridge_kill9_mid_stream_loses_nothing(edge: Edge, kafka_settings: KafkaSettings,
                                                 mqtt_settings: MqttSettings, mqtt_clients: list[Any]) -> None:
-    import paho.mqtt.client as mqtt
-
     start, n = 2810, 4
     published: dict[tuple[str, int], bytes] = {}
     lock = threading.Lock()
@@ -382,7 +380,7 @@ def test_mosquitto_outage_outbox_drains_nothing_lost(edge: Edge, kafka_settings:
 
 
 def test_bad_frames_counted_rejected_no_crash(edge: Edge, mqtt_settings: MqttSettings, mqtt_clients: list[Any]) -> None:
-    from simulators.mqtt_client import connect, device_password, new_device_client
+    from simulators.mqtt_client import connect, new_device_client
 
     edge.start_gateway()
     good_dev, bad_dev = sim_device_id(2840), sim_device_id(2841)
