@@ -19,7 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--data", default=DEFAULT_DATA, help="MIT-BIH directory (default ../shared/data/mitdb)")
     t.add_argument("--out", default=DEFAULT_OUT, help="output directory (default: the gateway's model/)")
     t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping on DS1 validation)")
+    t.add_argument("--epochs", type=int, default=8, help="maximum epochs (the count is chosen on DS1 validation)")
+    t.add_argument("--holdout", action="store_true",
+                   help="faster: one held-out set of DS1 records instead of 4-fold cross-validation on DS1")
     t.add_argument("--intra-patient-report", action="store_true",
                    help="also train a comparison model on a random beat-level split and report its accuracy")
     e = sub.add_parser("evaluate", help="EC57-style report of the gateway's detector and classifier on a WFDB database")
@@ -53,10 +55,11 @@ def _train(args: argparse.Namespace) -> int:
 
     command = "emon model train " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if len(sys.argv) > 2 else ""
     card = train_and_export(args.data, args.out, seed=args.seed, epochs=args.epochs,
-                            intra_patient=args.intra_patient_report, command=command.strip())
+                            intra_patient=args.intra_patient_report, command=command.strip(),
+                            holdout=args.holdout)
     v = card["validation"]
     print(f"wrote {Path(args.out) / card['file']} ({card['size_bytes']} bytes), version {card['version']}")
-    print("DS1 validation (int8, reference positions): "
+    print(f"DS1 validation ({v['description']}): "
           + "  ".join(f"{c} Se {100 * v[c]['se']:.1f} +P {100 * v[c]['ppv']:.1f}" for c in ("N", "S", "V")
                       if v[c]["n"]))
     ip = card.get("intra_patient")

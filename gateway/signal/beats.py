@@ -256,6 +256,7 @@ class BeatFeatureExtractor:
         self.delay_samples = int(delay_samples)
         self.config = config or BeatConfig()
         self._keep = max(int(self.config.buffer_s * self.fs_hz), self.config.pre_samples + self.config.post_samples + 1)
+        self._rr_lo, self._rr_hi = (int(v) for v in _clip_rr(np.array([0, 10**9]), self.config, self.fs_hz))
         self.reset()
 
     def reset(self) -> None:
@@ -268,8 +269,9 @@ class BeatFeatureExtractor:
         self._last = 0.0
         self._waiting: deque[int] = deque()  # R peaks whose window is not complete yet
         self._ready: deque[tuple[int, npt.NDArray[np.float64]]] = deque()  # (r, raw window) awaiting next R
-        self._windows: deque[npt.NDArray[np.float64]] = deque(maxlen=cfg.template_beats)
-        self._amps: deque[float] = deque(maxlen=cfg.template_beats)
+        # ring buffers of the last template_beats windows and amplitudes (medians ignore order)
+        self._windows = np.zeros((cfg.template_beats, cfg.window_len))
+        self._amps = np.zeros(cfg.template_beats)
         self._rr: deque[int] = deque(maxlen=cfg.patient_rr_beats)
         self._last_r: int | None = None
         self._count = 0  # beats emitted
@@ -317,20 +319,24 @@ class BeatFeatureExtractor:
             if not final and c + cfg.post_samples > self._n:
                 break
             self._waiting.popleft()
-            first = self._first if self._first is not None else 0.0
-            w = _raw_windows(self._buf, self._start, np.array([c]), cfg, first, self._last)[0]
+            a, b = c - cfg.pre_samples - self._start, c + cfg.post_samples - self._start
+            seg = self._buf[a:b:cfg.step] if a >= 0 and b <= self._buf.size else None
+            if seg is not None and not np.isnan(seg).any():
+                w = seg - np.median(seg)  # fast path, same values as _raw_windows
+            else:
+                first = self._first if self._first is not None else 0.0
+                w = _raw_windows(self._buf, self._start, np.array([c]), cfg, first, self._last)[0]
             self._ready.append((r, w))
 
     def _emit(self, out: list, final: bool) -> None:
-        fs, cfg = self.fs_hz, self.config
-        lo, hi = (int(v) for v in _clip_rr(np.array([0, 10**9]), cfg, fs))
+        fs, lo, hi = self.fs_hz, self._rr_lo, self._rr_hi
         while self._ready:
             if self._pending_out is None:
                 self._pending_out = self._ready.popleft()
                 continue
             r_prev, w_prev = self._pending_out
             r_next = self._ready[0][0]
-            out.append(self._features(r_prev, w_prev, int(np.clip(r_next - r_prev, lo, hi)), fs))
+            out.append(self._features(r_prev, w_prev, min(max(r_next - r_prev, lo), hi), fs))
             self._pending_out = self._ready.popleft()
         if final and self._pending_out is not None:
             r_prev, w_prev = self._pending_out
@@ -339,10 +345,12 @@ class BeatFeatureExtractor:
 
     def _features(self, r: int, w: npt.NDArray[np.float64], nxt: int | None, fs: float) -> tuple:
         cfg = self.config
-        self._windows.append(w)
-        self._amps.append(float(w.max() - w.min()))
-        template = np.median(np.stack(self._windows), axis=0)
-        scale = float(np.median(np.array(self._amps)))
+        slot = self._count % cfg.template_beats
+        self._windows[slot] = w
+        self._amps[slot] = w.max() - w.min()
+        filled = min(self._count + 1, cfg.template_beats)
+        template = np.median(self._windows[:filled], axis=0)
+        scale = float(np.median(self._amps[:filled]))
         rr = list(self._rr)
         if not rr and nxt is None:
             d = int(round(0.8 * fs))

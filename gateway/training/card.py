@@ -46,8 +46,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         "## Data and split",
         "",
         f"MIT-BIH Arrhythmia Database, channel 0, 360 Hz. Inter-patient split (de Chazal 2004): "
-        f"trained on DS1 only ({len(tr['train_records'])} records: {' '.join(tr['train_records'])}); "
-        f"early stopping and decision biases on held-out DS1 records {' '.join(tr['validation_records'])}; "
+        f"trained on DS1 only ({len(tr['train_records'])} records: {' '.join(tr['train_records'])}). "
+        f"Protocol: {tr.get('protocol', 'holdout')}; validation records (folds): "
+        f"{' | '.join(tr['validation_records'])}. "
         "DS2 is used only by `emon model evaluate`. Paced records 102, 104, 107, 217 are excluded.",
         f"Examples: each beat at its reference position and at the gateway detector's position "
         f"(matched within 150 ms). Training examples per class: {tr['train_counts']}.",
@@ -73,7 +74,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"TensorFlow {tr['tensorflow']}, {tr['seconds']:.0f} s on {tr['cpus']} CPU). "
         f"Architecture: {tr['architecture']}. Class weights {tr['class_weights']}.",
         "",
-        "## Validation (held-out DS1 records, int8 model, reference positions)",
+        f"## Validation ({card['validation'].get('description', 'held-out DS1 records')})",
+        "",
+        f"int8 vs float model agreement on training beats: {_pct(tr.get('int8_float_agreement'))}%.",
         "",
         *_metrics_table(card["validation"]),
     ]

@@ -39,11 +39,23 @@ def set_seeds(seed: int) -> None:
     tf.keras.utils.set_random_seed(seed)
 
 
-def build_model(window_shape: tuple[int, int], n_rr: int, seed: int) -> Any:
+#: Architecture variants compared by DS1 cross-validation (``MODEL_VARIANT`` picks the one trained).
+ARCHITECTURES: dict[str, str] = {
+    "a": ("window (126x2) -> 4 x [Conv1D(16/24/32/32, k 7/5/5/3) + BN + ReLU + MaxPool2] -> Flatten -> Dense 32; "
+          "RR (11) -> Dense 32 -> Dense 16; concat -> Dropout 0.3 -> Dense 32 -> Dense 5 softmax"),
+    "b": ("window (126x2) -> 4 x [Conv1D(16/24/32/32, k 7/5/5/3) + BN + ReLU + MaxPool2] -> Flatten -> Dropout 0.4 "
+          "-> Dense 24; RR (11) -> Dense 32 -> Dense 16; concat(morphology, RR dense, RR raw) -> Dropout 0.3 -> "
+          "Dense 32 -> Dense 5 softmax"),
+}
+MODEL_VARIANT = os.environ.get("EMON_MODEL_VARIANT", "b")
+
+
+def build_model(window_shape: tuple[int, int], n_rr: int, seed: int, variant: str | None = None) -> Any:
     """Small two-input 1D CNN: conv stack on the beat window, dense on the RR features."""
     import tensorflow as tf
     from tensorflow.keras import layers
 
+    variant = variant or MODEL_VARIANT
     init = tf.keras.initializers.GlorotUniform(seed=seed)
     win = layers.Input(shape=window_shape, name="window")
     rr = layers.Input(shape=(n_rr,), name="rr")
@@ -54,10 +66,14 @@ def build_model(window_shape: tuple[int, int], n_rr: int, seed: int) -> Any:
         x = layers.ReLU()(x)
         x = layers.MaxPooling1D(2)(x)
     x = layers.Flatten()(x)
-    x = layers.Dense(32, activation="relu", kernel_initializer=init)(x)
+    if variant == "b":
+        x = layers.Dropout(0.4, seed=seed)(x)
+        x = layers.Dense(24, activation="relu", kernel_initializer=init)(x)
+    else:
+        x = layers.Dense(32, activation="relu", kernel_initializer=init)(x)
     r = layers.Dense(32, activation="relu", kernel_initializer=init)(rr)
     r = layers.Dense(16, activation="relu", kernel_initializer=init)(r)
-    h = layers.Concatenate()([x, r])
+    h = layers.Concatenate()([x, r, rr] if variant == "b" else [x, r])
     h = layers.Dropout(0.3, seed=seed)(h)
     h = layers.Dense(32, activation="relu", kernel_initializer=init)(h)
     out = layers.Dense(K, activation="softmax", kernel_initializer=init, name="probs")(h)
@@ -72,10 +88,11 @@ def class_weights(labels: npt.NDArray[np.int64], power: float = 0.6, cap: float 
 
 
 def _augment(w: npt.NDArray[np.float32], rng: np.random.Generator) -> npt.NDArray[np.float32]:
-    """Amplitude scaling and a little noise (per example)."""
-    scale = rng.uniform(0.85, 1.15, size=(w.shape[0], 1, 1)).astype(np.float32)
+    """Amplitude scaling, a small offset and a little noise (per example)."""
+    scale = rng.uniform(0.8, 1.2, size=(w.shape[0], 1, 1)).astype(np.float32)
+    offset = rng.normal(0.0, 0.05, size=(w.shape[0], 1, w.shape[2])).astype(np.float32)
     noise = rng.normal(0.0, 0.03, size=w.shape).astype(np.float32)
-    return w * scale + noise
+    return w * scale + offset + noise
 
 
 def sv_score(conf: npt.NDArray[np.int64]) -> float:
@@ -100,20 +117,26 @@ def choose_bias(probs: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -
     return best
 
 
-def train_keras(train: BeatSet, val: BeatSet, epochs: int, seed: int, batch_size: int = 256) -> tuple[Any, dict[str, Any]]:
-    """Train with class weights; keep the epoch with the best validation score (early stopping)."""
+def train_keras(train: BeatSet, val: BeatSet | None, epochs: int, seed: int, batch_size: int = 256,
+                early_stopping: bool = True, on_epoch: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Train with class weights.
+
+    With ``early_stopping`` (and ``val``), keep the epoch with the best validation score;
+    otherwise train exactly ``epochs`` epochs. ``on_epoch(model, epoch)`` is called after each.
+    """
     import tensorflow as tf
 
     set_seeds(seed)
     rng = np.random.default_rng(seed)
     wtr, rtr = model_inputs(train.windows, train.rr)
-    wva, rva = model_inputs(val.windows, val.rr)
     ytr = train.labels
     model = build_model(wtr.shape[1:], rtr.shape[1], seed)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     cw = class_weights(ytr)
     sw = np.array([cw[int(y)] for y in ytr], dtype=np.float32)
-    ref_val = val.source == 0
+    if val is not None:
+        ref_val = val.source == 0
+        wva, rva = model_inputs(val.windows[ref_val], val.rr[ref_val])
     best: dict[str, Any] = {"score": -1.0, "epoch": 0, "weights": None}
     history = []
     patience, bad = 4, 0
@@ -124,26 +147,88 @@ def train_keras(train: BeatSet, val: BeatSet, epochs: int, seed: int, batch_size
         model.optimizer.learning_rate.assign(lr)
         hist = model.fit([_augment(wtr[order], rng), rtr[order]], ytr[order], sample_weight=sw[order],
                          batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
-        p = model.predict([wva[ref_val], rva[ref_val]], batch_size=2048, verbose=0)
-        conf = confusion(val.labels[ref_val], np.argmax(p, axis=1))
-        score = sv_score(conf)
-        m = class_metrics(conf)
-        row = {"epoch": epoch, "loss": float(hist.history["loss"][0]), "val_score": score,
-               **{f"val_{c}_{k}": m[c][k] for c in ("N", "S", "V") for k in ("se", "ppv")},
-               "seconds": time.perf_counter() - t0}
-        history.append(row)
-        log.info("epoch %d loss %.4f val score %.4f  N se %.3f  S se %.3f ppv %.3f  V se %.3f ppv %.3f (%.0fs)",
-                 epoch, row["loss"], score, m["N"]["se"], m["S"]["se"], m["S"]["ppv"], m["V"]["se"], m["V"]["ppv"], row["seconds"])
-        if score > best["score"]:
-            best = {"score": score, "epoch": epoch, "weights": model.get_weights()}
-            bad = 0
+        row: dict[str, Any] = {"epoch": epoch, "loss": float(hist.history["loss"][0])}
+        if val is not None:
+            p = model.predict([wva, rva], batch_size=2048, verbose=0)
+            conf = confusion(val.labels[ref_val], np.argmax(p, axis=1))
+            m = class_metrics(conf)
+            row.update({"val_score": sv_score(conf),
+                        **{f"val_{c}_{k}": m[c][k] for c in ("N", "S", "V") for k in ("se", "ppv")}})
+            log.info("epoch %d loss %.4f val score %.4f  N se %.3f  S se %.3f ppv %.3f  V se %.3f ppv %.3f",
+                     epoch, row["loss"], row["val_score"], m["N"]["se"], m["S"]["se"], m["S"]["ppv"],
+                     m["V"]["se"], m["V"]["ppv"])
         else:
-            bad += 1
-            if bad >= patience:
-                break
-    model.set_weights(best["weights"])
+            log.info("epoch %d loss %.4f", epoch, row["loss"])
+        row["seconds"] = time.perf_counter() - t0
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(model, epoch)
+        if early_stopping and val is not None:
+            if row["val_score"] > best["score"]:
+                best = {"score": row["val_score"], "epoch": epoch, "weights": model.get_weights()}
+                bad = 0
+            else:
+                bad += 1
+                if bad >= patience:
+                    break
+    if early_stopping and val is not None:
+        model.set_weights(best["weights"])
+    else:
+        best = {"score": float("nan"), "epoch": epochs}
     return model, {"best_epoch": best["epoch"], "best_val_score": best["score"], "history": history,
                    "class_weights": cw}
+
+
+#: Record-wise folds of DS1 for cross-validation (each holds S, V and irregular-rhythm records).
+CV_FOLDS: tuple[tuple[str, ...], ...] = (
+    ("101", "106", "108", "109", "201"),
+    ("112", "114", "115", "116", "203", "207"),
+    ("118", "119", "122", "124", "205", "223"),
+    ("208", "209", "215", "220", "230"),
+)
+
+
+def cross_validate(data_dir: str | Path, epochs: int, seed: int) -> dict[str, Any]:
+    """Record-wise 4-fold cross-validation on DS1: out-of-fold probabilities after every epoch.
+
+    Returns the epoch count with the best pooled score, the per-class biases chosen on the
+    pooled out-of-fold probabilities at that epoch, and the pooled metrics.
+    """
+    records = [r for r in DS1 if r not in PACED_RECORDS]
+    full = build(data_dir, records)
+    full = full.subset(full.labels >= 0)
+    ref = full.source == 0
+    oof = np.zeros((epochs, int(ref.sum()), K), dtype=np.float32)
+    ref_idx = np.flatnonzero(ref)
+    for f, fold in enumerate(CV_FOLDS):
+        held = np.isin(full.records, list(fold))
+        held_ref = held[ref_idx]  # positions in the oof arrays
+        w, r = model_inputs(full.windows[ref_idx[held_ref]], full.rr[ref_idx[held_ref]])
+
+        def store(model: Any, epoch: int, w=w, r=r, held_ref=held_ref) -> None:
+            oof[epoch - 1, held_ref] = model.predict([w, r], batch_size=2048, verbose=0)
+
+        log.info("fold %d/%d: holding out %s", f + 1, len(CV_FOLDS), " ".join(fold))
+        train_keras(full.subset(~held), None, epochs, seed + f, early_stopping=False, on_epoch=store)
+    labels = full.labels[ref_idx]
+    per_epoch = []
+    for e in range(epochs):
+        conf = confusion(labels, np.argmax(oof[e], axis=1))
+        per_epoch.append({"epoch": e + 1, "score": sv_score(conf), "metrics": class_metrics(conf)})
+        m = per_epoch[-1]["metrics"]
+        log.info("CV epoch %d score %.4f  N se %.3f  S se %.3f ppv %.3f  V se %.3f ppv %.3f", e + 1,
+                 per_epoch[-1]["score"], m["N"]["se"], m["S"]["se"], m["S"]["ppv"], m["V"]["se"], m["V"]["ppv"])
+    best = max(per_epoch, key=lambda d: d["score"])
+    bias, score = choose_bias(oof[best["epoch"] - 1], labels)
+    from gateway.classifier import decide
+
+    pred = decide(oof[best["epoch"] - 1], bias)
+    biased = class_metrics(confusion(labels, pred))
+    recs = full.records[ref_idx]
+    per_record = {str(n): confusion(labels[recs == n], pred[recs == n]).tolist() for n in np.unique(recs)}
+    return {"per_record_confusion": per_record,"folds": [list(f) for f in CV_FOLDS], "best_epoch": best["epoch"], "bias": bias,
+            "per_epoch": [{"epoch": d["epoch"], "score": d["score"]} for d in per_epoch],
+            "metrics_argmax": best["metrics"], "metrics_biased": biased}
 
 
 def convert_int8(model: Any, rep: BeatSet, seed: int, n_rep: int = 2000) -> bytes:
@@ -190,7 +275,7 @@ def intra_patient_report(data_dir: str | Path, records: list[str], epochs: int, 
     rng = np.random.default_rng(seed)
     test = rng.random(len(full)) < 0.2
     train, val = full.subset(~test), full.subset(test)
-    model, info = train_keras(train, val, epochs, seed)
+    model, info = train_keras(train, None, epochs, seed, early_stopping=False)
     w, r = model_inputs(val.windows, val.rr)
     pred = np.argmax(model.predict([w, r], batch_size=2048, verbose=0), axis=1)
     conf = confusion(val.labels, pred)
@@ -201,4 +286,4 @@ def intra_patient_report(data_dir: str | Path, records: list[str], epochs: int, 
 
 
 __all__ = ["VALIDATION_RECORDS", "build_model", "class_weights", "choose_bias", "convert_int8",
-           "intra_patient_report", "load_training_sets", "train_keras", "CLASS_NAMES"]
+           "intra_patient_report", "load_training_sets", "train_keras", "cross_validate", "CV_FOLDS", "CLASS_NAMES"]

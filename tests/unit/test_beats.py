@@ -96,7 +96,7 @@ def test_bounded_memory() -> None:
         fed = max(fed, end - 540)
         ex.process(cond[i:end], new)
         assert ex._buf.size <= cfg.buffer_s * FS
-        assert len(ex._windows) <= cfg.template_beats and len(ex._rr) <= cfg.patient_rr_beats
+        assert ex._windows.shape[0] == cfg.template_beats and len(ex._rr) <= cfg.patient_rr_beats
         assert len(ex._ready) + len(ex._waiting) <= 5
 
 
