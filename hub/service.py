@@ -328,6 +328,8 @@ class Hub:
                 e = rnd.enriched[pid]
                 a = gateway_offline_alert(patient_id=pid, site_id=status.site_id, gateway_id=status.gateway_id,
                                           time_ms=status.time_ms, patient_known=e.known, location=e.location)
+                if a.alert_id in latest:
+                    continue  # the same status twice in one round
                 a = a.model_copy(update={"trace": a.trace.stamp(hub_received_ms=rnd.received_ms)})
                 rnd.alerts.append((a, None))
                 latest[a.alert_id] = a
