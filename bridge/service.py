@@ -25,7 +25,7 @@ from emon_core.errors import DeliveryError, ServiceError
 from emon_core.settings import KafkaSettings, MqttSettings
 from emon_core.topics import BRIDGE_SUBSCRIPTIONS
 from bridge.forwarder import route
-from bridge.http import HttpEndpoints
+from emon_core.http_endpoints import HttpEndpoints
 from bridge.metrics import BridgeMetrics
 from bridge.settings import BridgeSettings
 

@@ -271,7 +271,7 @@ class GatewayService:
     def __init__(self, settings: GatewaySettings, registry: DeviceRegistry, classifier: Any) -> None:
         from emon_core.adapters.mqtt import Will, create_client
 
-        from gateway.health import HttpEndpoints
+        from emon_core.http_endpoints import HttpEndpoints
         from gateway.publisher import Publisher
 
         self.settings = settings

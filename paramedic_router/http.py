@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Callable, Iterator
 
 log = logging.getLogger(__name__)
@@ -47,38 +45,15 @@ HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
 
 def serve(host: str, port: int, router: Any, health: HealthFn) -> ThreadingHTTPServer:
     """Start the endpoints on a daemon thread; returns the server (``.server_address``, ``.shutdown()``)."""
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client import CollectorRegistry
+
+    from emon_core.http_endpoints import HttpEndpoints
 
     registry = CollectorRegistry()
     registry.register(RouterCollector(router))
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
-            elif path in ("/healthz", "/health"):
-                try:
-                    ok, detail = health()
-                except Exception as err:  # noqa: BLE001 - a failing check is unhealthy, not a crash
-                    ok, detail = False, {"error": str(err)[:200]}
-                body = json.dumps({"ok": ok, **detail}, default=str).encode()
-                ctype, code = "application/json", 200 if ok else 503
-            else:
-                body, ctype, code = b"not found\n", "text/plain", 404
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, fmt: str, *args: Any) -> None:
-            log.debug("http: " + fmt, *args)
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="router-http", daemon=True).start()
-    log.info("router metrics and health on http://%s:%d", *server.server_address[:2])
-    return server
+    endpoints = HttpEndpoints(host, port, registry, health).start()
+    log.info("router metrics and health on http://%s:%d", host, endpoints.port)
+    return endpoints.server
 
 
 def loop_health(service: Any, stale_s: float = 10.0) -> HealthFn:

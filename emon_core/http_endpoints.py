@@ -1,4 +1,4 @@
-"""Small HTTP server for ``/metrics`` (Prometheus text) and ``/healthz`` (JSON; 200 healthy, 503 not)."""
+"""Small HTTP server every service uses for ``/metrics`` (Prometheus text) and ``/healthz`` (JSON; 200 healthy, 503 not)."""
 
 from __future__ import annotations
 
