@@ -54,7 +54,15 @@ def env(kafka_settings: KafkaSettings, cassandra_session: Any, cassandra_setting
               "EMON_HUB_RETRY_MAX_S": "2"})
     yield e
     create_admin(kafka_settings).delete_topics(list(topics.values()), operation_timeout=30)
-    cassandra_session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=120)
+    deadline = time.monotonic() + 120  # the shared session may still be reconnecting after the outage test
+    while True:
+        try:
+            cassandra_session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=120)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(3)
 
 
 def start_hub(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
