@@ -333,7 +333,11 @@ class Hub:
                 a = a.model_copy(update={"trace": a.trace.stamp(hub_received_ms=rnd.received_ms)})
                 rnd.alerts.append((a, None))
                 latest[a.alert_id] = a
-        for ep in tracker.sweep(now_ms()):
+        # Close quiet episodes by event time (a backlog replayed after downtime must not close
+        # every episode by wall clock); _idle() sweeps by wall clock once caught up.
+        watermark = max((getattr(o, "r_time_ms", None) or getattr(o, "end_time_ms", 0) for _m, o in rnd.items
+                         if isinstance(o, (FlaggedBeat, RhythmEvent))), default=0)
+        for ep in tracker.sweep(watermark):
             closed[ep.episode_id] = ep
         for ep_id, ep in closed.items():
             rnd.writes += st.episode_closed(ep)

@@ -72,3 +72,23 @@ def test_first_seen_is_earliest_event() -> None:
     for (pid, kind), t in h.first_seen.items():
         ts = [r[2] for r in h.rows if r[0] == pid and r[5] == kind]
         assert ts and min(ts) == t
+
+
+def test_patients_csv_validates_every_row(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from hub.ingest import parse_patients_csv
+
+    good = tmp_path / "good.csv"
+    good.write_text("patient_id,home_lat,home_lon,conditions,chronic_patterns,birth_year\n"
+                    "p-1,48.2,16.3,hypertension;diabetes,s_run,1950\np-2,48.3,16.4,,,\n")
+    rows, errors = parse_patients_csv(good)
+    assert errors == [] and [r.patient_id for r in rows] == ["p-1", "p-2"]
+    assert rows[0].conditions == ["hypertension", "diabetes"] and rows[0].chronic_patterns == ["s_run"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("patient_id,home_lat,home_lon,chronic_patterns\np-1,91,16.3,\np-2,48,16,weird\np-3,48,16,\np-3,48,16,\n")
+    rows, errors = parse_patients_csv(bad)
+    assert any(e.startswith("line 2, home_lat") for e in errors)
+    assert any(e.startswith("line 3, chronic_patterns") for e in errors)
+    assert any("line 5, patient_id: duplicate of line 4" in e for e in errors)
+    missing = tmp_path / "missing.csv"
+    missing.write_text("patient_id,name\np-1,x\n")
+    assert parse_patients_csv(missing)[1][0].startswith("header: missing")
