@@ -33,5 +33,7 @@ test-unit: bootstrap
 test-integration: init
 	$(PYTEST) -m services $(PYTEST_ARGS)
 
-demo: init
-	$(EMON) demo
+# The whole system with simulated patients and units (emon demo starts the services itself,
+# so it can stop at Ctrl-C the ones it started). Options: make demo DEMO_ARGS="--patients 30".
+demo: bootstrap
+	$(EMON) demo $(DEMO_ARGS)
