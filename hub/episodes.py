@@ -138,7 +138,12 @@ class EpisodeTracker:
         """The open episode ``t_ms`` belongs to (opening a new one), or None if stale."""
         ep = self._current.get(patient_id)
         if ep is not None and t_ms < ep.opened_at_ms:
-            return None  # older than the current episode: a replay or a straggler
+            # An event whose onset precedes the beat that opened the episode (the run's later
+            # V beats arrive before the run is confirmed) belongs to it; anything older is a
+            # replay or a straggler of an earlier episode.
+            if ep.closed or t_ms < ep.opened_at_ms - self.quiet_ms:
+                return None
+            return ep
         if ep is not None and not ep.closed and t_ms <= ep.last_event_ms + self.quiet_ms \
                 and t_ms < ep.opened_at_ms + self.max_ms:
             return ep

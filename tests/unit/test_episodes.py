@@ -138,3 +138,14 @@ def test_gateway_offline_alert_is_deterministic() -> None:
               location=(48.2, 16.3))
     a, b = gateway_offline_alert(**kw), gateway_offline_alert(**kw)  # type: ignore[arg-type]
     assert a == b and a.severity is Severity.TECHNICAL and not a.needs_unit
+
+
+def test_run_confirmed_after_its_beats_opened_the_episode_raises_the_alert() -> None:
+    # the run's 2nd V beat reaches the hub first (the 1st was not flagged), then the v_run event
+    # whose onset is the 1st beat: it joins the episode instead of being dropped as a straggler
+    t = tracker()
+    c0 = t.on_beat(beat(20.3), SEEN)
+    assert c0.episode is not None and not c0.alert_changed
+    c1 = t.on_event(ev(EventKind.V_RUN, 20.0, 2, beats=7, rate=180), SEEN)
+    assert c1.episode is c0.episode and c1.alert_changed
+    assert build_alert(c1.episode, patient_known=True, location=None).severity is Severity.CRITICAL
