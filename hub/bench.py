@@ -59,7 +59,7 @@ def bench_hub(args: argparse.Namespace) -> int:
     from emon_core.adapters.cassandra import connect
     from emon_core.adapters.kafka import SafeProducer, create_admin, ensure_topics
     from emon_core.settings import CassandraSettings, KafkaSettings, load
-    from hub.ingest import Job, Writer, bare_history_loop, load_history
+    from hub.ingest import Job, bare_history_loop, load_history
     from hub.population import population_chunk
     from hub.service import Hub
     from hub.settings import HubSettings
@@ -129,7 +129,6 @@ def bench_hub(args: argparse.Namespace) -> int:
         figures["bare_history_inserts_per_s"] = round(len(hist.rows) / bare_s, 1)
         figures["ingest_vs_bare"] = round(figures["ingest_rows_per_s"] / figures["bare_history_inserts_per_s"], 2)
         figures["ingest_5m_rows_minutes_at_this_rate"] = round(5_000_000 / figures["ingest_rows_per_s"] / 60, 1)
-        del Writer
     finally:
         create_admin(kafka).delete_topics(list(topics.values()), operation_timeout=30)
         session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=120)
