@@ -38,7 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fs", type=float, default=360.0, help="device sampling rate (default 360 Hz)")
     parser.add_argument("--units", type=int, default=30, help="simulated paramedic units (default 30)")
     parser.add_argument("--unit-start", type=int, default=800, help="first unit number (default 800: unit-0800..)")
-    parser.add_argument("--settle", type=float, default=60.0, help="max seconds to wait for stragglers after the run")
+    parser.add_argument("--settle", type=float, default=180.0, help="max seconds to wait for stragglers after the run")
     parser.add_argument("--workdir", type=Path, default=None, help="logs, truth, gateway state (default .state/loadtest/<tag>)")
 
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -26,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emon_core.supervisor import Supervisor
 from emon_core.registry import sim_device_id, sim_patient_id, sim_site_id
 from emon_core.settings import KafkaSettings
 from emon_core import topics
@@ -53,60 +52,6 @@ def get_json(url: str, timeout_s: float = 3.0) -> dict[str, Any]:
             return {"ok": False}
 
 
-class _Procs:
-    """Fallback with the interface of ``emon_core.supervisor.Supervisor`` (used when it exists)."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.specs: dict[str, tuple[list[str], dict[str, str]]] = {}
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Any:
-        self.specs[name] = (list(argv), dict(env or os.environ))
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        p = subprocess.Popen(argv, env=self.specs[name][1], stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        self.procs[name] = p
-        return p
-
-    def pid(self, name: str) -> int | None:
-        p = self.procs.get(name)
-        return p.pid if p is not None and p.poll() is None else None
-
-    def alive(self, name: str) -> bool:
-        p = self.procs.get(name)
-        return p is not None and p.poll() is None
-
-    def kill(self, name: str) -> None:
-        p = self.procs.get(name)
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            p.wait(30)
-
-    def restart(self, name: str) -> Any:
-        self.stop(name)
-        argv, env = self.specs[name]
-        return self.start(name, argv, env)
-
-    def stop(self, name: str, timeout_s: float = 30.0) -> int | None:
-        p = self.procs.get(name)
-        if p is None:
-            return None
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
-        return p.returncode
-
-    def stop_all(self) -> None:
-        for name in reversed(list(self.procs)):
-            self.stop(name)
-
-
 @dataclass
 class PipelineConfig:
     workdir: Path
@@ -131,7 +76,7 @@ class Pipeline:
         self.tag = cfg.tag
         self.logs = cfg.workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.procs = _Procs(self.logs)
+        self.procs = Supervisor(self.logs, stop_timeout_s=30.0)
         self.emon = emon_exe()
         self.kafka = KafkaSettings()
         self.devices = {sim_device_id(n): (sim_patient_id(n), sim_site_id(n, cfg.site_size))
@@ -240,11 +185,10 @@ class Pipeline:
         self.procs.kill(name)
 
     def restart(self, name: str) -> None:
-        self.procs.kill(name)
-        self.start(name)
+        self.procs.restart(name)
 
     def pids(self) -> dict[str, int]:
-        return {n: pid for n in self.procs.procs if (pid := self.procs.pid(n)) is not None}
+        return {n: pid for n in self.procs.names() if self.procs.alive(n) and (pid := self.procs.pid(n)) is not None}
 
     def log_tail(self, name: str, n: int = 3000) -> str:
         path = self.logs / f"{name}.log"

@@ -81,20 +81,23 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def settle(obs: Observers, p: Pipeline, truth_path: Path, max_s: float, quiet_s: float = 8.0) -> float:
-    """Wait until the expected alerts are on screen and nothing new arrived for ``quiet_s``."""
+def settle(obs: Observers, p: Pipeline, truth_path: Path, max_s: float, quiet_s: float = 20.0) -> float:
+    """Wait until every truth event reached Kafka and the expected alerts are on screen, or until
+    nothing new arrived for ``quiet_s`` (a backlog still draining keeps producing), at most ``max_s``."""
     t0 = time.monotonic()
     truth = load_truth(truth_path)
     exp = report.expected_alerts(truth, p.patients)
     last_n, last_change = -1, time.monotonic()
     while time.monotonic() - t0 < max_s:
-        n = len(obs.flagged.snapshot()) + len(obs.alerts.snapshot()) + len(obs.screen.snapshot())
+        flagged = obs.flagged.snapshot()
+        n = len(flagged) + len(obs.alerts.snapshot()) + len(obs.screen.snapshot())
         if n != last_n:
             last_n, last_change = n, time.monotonic()
         on_screen = {a["patient_id"] for a in obs.screen.snapshot() if report.is_clinical(a)}
-        if all(pid in on_screen for pid in exp) and time.monotonic() - last_change >= quiet_s:
+        done = all(pid in on_screen for pid in exp) and report.event_accounting(truth, flagged)["lost"] == 0
+        if (done and time.monotonic() - last_change >= 5.0) or time.monotonic() - last_change >= quiet_s:
             break
-        time.sleep(1.0)
+        time.sleep(2.0)
     return time.monotonic() - t0
 
 
@@ -172,7 +175,7 @@ def run_load(*, workdir: Path, tag: str, patients: int, duration_s: float, start
         sim = p.sim_argv(duration_s, truth, scenario, source=source, fast=fast, fs_hz=fs_hz,
                          scenario_patients=scenario_patients, hr_bpm=70.0 if source == "synthetic" else None,
                          summary=workdir / "sim.json")
-        sampler = ProcSampler(lambda: {**p.pids(), **({"sim": p.procs.pid("sim")} if p.procs.pid("sim") else {})})
+        sampler = ProcSampler(p.pids)
         log(f"simulating {patients} patients for {duration_s:.0f} s ({'fast' if fast else 'real time'}) ...")
         t_sim = time.monotonic()
         p.procs.start("sim", sim, p.env)
@@ -182,7 +185,7 @@ def run_load(*, workdir: Path, tag: str, patients: int, duration_s: float, start
         if p.procs.alive("sim"):
             p.procs.stop("sim")
         wall = time.monotonic() - t_sim
-        log(f"simulator done after {wall:.1f} s (exit {p.procs.procs['sim'].returncode}); settling ...")
+        log(f"simulator done after {wall:.1f} s (exit {p.procs.returncode('sim')}); settling ...")
         metrics = scrape_all(p)
         settled = settle(obs, p, truth, settle_s)
         log(f"settled after {settled:.1f} s")
@@ -190,7 +193,7 @@ def run_load(*, workdir: Path, tag: str, patients: int, duration_s: float, start
         res = build_report(p, obs, truth, patients=patients, duration_s=duration_s, realtime=not fast,
                            wall_s=wall, stats=stats, load=sampler.load, metrics=metrics)
         res.report["settle_s"] = round(settled, 1)
-        res.report["sim_exit"] = p.procs.procs["sim"].returncode
+        res.report["sim_exit"] = p.procs.returncode("sim")
         return res
     finally:
         if sampler is not None:
