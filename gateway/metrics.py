@@ -25,6 +25,10 @@ class GatewayMetrics:
         self.outbox_bytes = Gauge("emon_gateway_outbox_bytes", "payload bytes waiting in the outbox", registry=r)
         self.outbox_dropped = Counter("emon_gateway_outbox_dropped", "outbox entries dropped when full, by kind",
                                       ["kind"], registry=r)
+        self.replayed = Counter("emon_gateway_upstream_replayed", "acknowledged messages published again after "
+                                "an upstream reconnect (broker restart cover)", registry=r)
+        self.outbox_retained = Gauge("emon_gateway_outbox_retained", "acknowledged entries kept for a replay",
+                                     registry=r)
         self.published = Counter("emon_gateway_published", "messages acknowledged by the broker", registry=r)
         self.upstream = Gauge("emon_gateway_upstream_connected", "1 when the upstream MQTT session is up", registry=r)
         self.intake = Gauge("emon_gateway_intake_connected", "1 when the frame subscription is up", registry=r)

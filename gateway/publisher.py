@@ -5,6 +5,12 @@ outbox holds it); after a reconnect paho resends what it had in flight (same pay
 then draining continues from the cursor. An entry in flight for longer than
 ``resend_after_s`` while connected is published again (at-least-once; ids are
 deterministic so the centre deduplicates).
+
+Broker restarts: a PUBACK only says the broker took the message, not that it reached the
+bridge. After every unexpected upstream disconnect the publisher, once reconnected and
+``replay_delay_s`` later (time for the bridge to reconnect and resubscribe), re-publishes
+the entries acknowledged from ``replay_window_s`` before the disconnect until then (the
+outbox retains acknowledged entries for that). Duplicates carry the same ids; sinks dedupe.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ class Publisher:
     """Outbox -> MQTT. ``client`` is a connected-or-reconnecting paho client (network thread running)."""
 
     def __init__(self, client: Any, outbox: Outbox, inflight: int = 200, resend_after_s: float = 30.0,
-                 on_acked: Any = None) -> None:
+                 on_acked: Any = None, replay_window_s: float = 120.0, replay_delay_s: float = 5.0,
+                 on_replay: Any = None) -> None:
         self.client = client
         self.outbox = outbox
         self.max_inflight = int(inflight)
@@ -37,6 +44,16 @@ class Publisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.connected = False
+        self.replay_window_s = float(replay_window_s)
+        self.replay_delay_s = float(replay_delay_s)
+        self.on_replay = on_replay  # callback(int) for metrics
+        self._ever_connected = False
+        self._down_since_ms: int | None = None  # wall clock of the first unexpected disconnect
+        self._replay_since_ms: int | None = None  # requeue entries acknowledged since then ...
+        self._replay_at = 0.0  # ... at this monotonic time (connected)
+        self.replays = 0
+        self.replayed = 0
+        self._next_prune = 0.0
         self.last_progress_mono = time.monotonic()
         self.refused = 0
         self._thread = threading.Thread(target=self._run, name="outbox-publisher", daemon=True)
@@ -45,10 +62,24 @@ class Publisher:
 
     def on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected = not reason.is_failure
+        if self.connected:
+            with self._lock:
+                if self._down_since_ms is not None and self.replay_window_s > 0:
+                    since = self._down_since_ms - int(self.replay_window_s * 1000)
+                    self._replay_since_ms = since if self._replay_since_ms is None else min(self._replay_since_ms, since)
+                    self._replay_at = time.monotonic() + self.replay_delay_s
+                    log.warning("upstream back (session present: %s): replaying what the broker acknowledged "
+                                "since %.0f s before the disconnect in %.0f s", getattr(flags, "session_present", "?"),
+                                self.replay_window_s, self.replay_delay_s)
+                self._down_since_ms = None
+                self._ever_connected = True
         self._wake.set()
 
     def on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected = False
+        with self._lock:
+            if self._ever_connected and self._down_since_ms is None and not self._stop.is_set():
+                self._down_since_ms = int(time.time() * 1000)
 
     def on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         if getattr(reason, "is_failure", False):
@@ -87,8 +118,10 @@ class Publisher:
             try:
                 self._settle_acks()
                 if self.connected:
+                    self._maybe_replay()
                     self._check_resend()
                     self._send_more()
+                self._maybe_prune()
             except Exception:  # noqa: BLE001 - keep draining; the health check reports a stuck outbox
                 log.exception("outbox publisher error")
                 time.sleep(0.5)
@@ -110,6 +143,31 @@ class Publisher:
             if self.on_acked is not None:
                 self.on_acked(kinds)
 
+    def _maybe_replay(self) -> None:
+        with self._lock:
+            since = self._replay_since_ms
+            if since is None or time.monotonic() < self._replay_at:
+                return
+            self._replay_since_ms = None
+        n = self.outbox.requeue_acked(since)
+        self.replays += 1
+        self.replayed += n
+        if self.on_replay is not None:
+            self.on_replay(n)
+        first = self.outbox.first_id()
+        if first is not None:
+            self._cursor = min(self._cursor, first - 1)
+        log.warning("upstream replay: %d acknowledged message(s) published again after the reconnect", n)
+
+    def _maybe_prune(self) -> None:
+        now = time.monotonic()
+        with self._lock:  # keep what a pending replay needs, however long the outage
+            if self._down_since_ms is not None or self._replay_since_ms is not None:
+                return
+        if now >= self._next_prune:
+            self._next_prune = now + 5.0
+            self.outbox.prune()
+
     def _check_resend(self) -> None:
         if not self._inflight:
             return
@@ -128,12 +186,15 @@ class Publisher:
             if not entries:
                 return
             now = time.monotonic()
+            flying = {v[0] for v in self._inflight.values()}
             for e in entries:
+                self._cursor = e.id
+                if e.id in flying:  # requeued while its own PUBACK is still awaited
+                    continue
                 info = self.client.publish(e.topic, e.payload, qos=1, retain=e.retain)
                 if info.rc != 0:  # not connected any more: paho queued it; it resends on reconnect
                     self.connected = self.client.is_connected()
                 self._inflight[info.mid] = (e.id, e.kind, len(e.payload), now)
-                self._cursor = e.id
                 room -= 1
                 if not self.connected:
                     return

@@ -281,7 +281,7 @@ class GatewayService:
         sd.mkdir(parents=True, exist_ok=True)
         self.metrics = GatewayMetrics()
         self.outbox = Outbox(sd / "outbox.db", settings.outbox_max_entries, int(settings.outbox_max_mb * (1 << 20)),
-                             settings.outbox_sync)
+                             settings.outbox_sync, retain_s=max(settings.outbox_retain_s, settings.replay_window_s))
         self.pipeline = GatewayPipeline(settings, registry.for_site(settings.site_id), classifier, self.outbox, self.metrics)
         self.queue: queue.Queue[tuple[str, bytes, int]] = queue.Queue(maxsize=settings.queue_frames)
         self.stopping = threading.Event()
@@ -290,7 +290,9 @@ class GatewayService:
         self.up = create_client(self.mqtt, client_id=f"{self.gateway_id}-up", on_connect=self._on_up_connect,
                                 will=Will(gateway_status_topic(settings.site_id), will_payload, 1, True),
                                 max_inflight=max(20, settings.outbox_inflight))
-        self.publisher = Publisher(self.up, self.outbox, settings.outbox_inflight, on_acked=self.pipeline.on_published)
+        self.publisher = Publisher(self.up, self.outbox, settings.outbox_inflight, on_acked=self.pipeline.on_published,
+                                   replay_window_s=settings.replay_window_s, replay_delay_s=settings.replay_delay_s,
+                                   on_replay=self.metrics.replayed.inc)
         self.up.on_publish = self.publisher.on_publish
         self.up.on_disconnect = self._on_up_disconnect
         self.intake = create_client(self.mqtt, client_id=f"{self.gateway_id}-in",
@@ -350,7 +352,9 @@ class GatewayService:
         }
         detail = {"checks": checks, "loop_age_s": round(loop_age, 2), "gateway_id": self.gateway_id,
                   "site_id": self.settings.site_id, "queue": self.queue.qsize(),
-                  "outbox_oldest_s": round(self.outbox.oldest_age_s(), 1), **self.pipeline.snapshot()}
+                  "outbox_oldest_s": round(self.outbox.oldest_age_s(), 1), "outbox_retained": self.outbox.retained,
+                  "upstream_replays": self.publisher.replays, "upstream_replayed": self.publisher.replayed,
+                  **self.pipeline.snapshot()}
         return all(checks.values()), detail
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -408,6 +412,7 @@ class GatewayService:
                 self.loop_alive_mono = now
                 self.metrics.queue.set(self.queue.qsize())
                 self.metrics.outbox_depth.set(len(self.outbox))
+                self.metrics.outbox_retained.set(self.outbox.retained)
                 next_tick = max(next_tick + tick_s, now)
             if now >= next_status:
                 self._publish_status(True)

@@ -121,6 +121,12 @@ class GatewaySettings(BaseSettings):
     outbox_max_mb: float = Field(512.0, gt=0)
     outbox_inflight: int = Field(200, ge=1, le=65535)
     outbox_sync: Literal["normal", "full"] = "normal"
+    outbox_retain_s: float = Field(300.0, ge=0, le=86400,
+                                   description="keep entries this long after PUBACK for a replay (0: delete)")
+    replay_window_s: float = Field(120.0, ge=0, le=86400,
+                                   description="after a reconnect, re-publish what was acknowledged this long "
+                                               "before the disconnect (0: never)")
+    replay_delay_s: float = Field(5.0, ge=0, le=600, description="wait this long after the reconnect first")
     stuck_after_s: float = Field(60.0, gt=0)
     drain_timeout_s: float = Field(10.0, ge=0)
     rhythm: RhythmSettings = RhythmSettings()
