@@ -267,6 +267,30 @@ def bench_signal(args: argparse.Namespace) -> int:
         )
     figures["throughput"] = rows
 
+    from gateway.bench_classifier import bench_classifier
+
+    print("\n== Conditioning, beat features and classification, one core")
+    clf = bench_classifier(quick=quick)
+    figures["classifier"] = clf
+    # Whole per-device chain at 360 Hz: resample+QRS (measured above) + conditioner + beat
+    # features + classification at batch 64 for ~1.2 beats per second of ECG.
+    at_360 = next(r for r in rows if r["fs_in_hz"] == MODEL_FS_HZ)
+    cpu_per_ecg_s = (
+        MODEL_FS_HZ / at_360["samples_360_per_s"]
+        + MODEL_FS_HZ / clf["conditioner_samples_per_s"]
+        + MODEL_FS_HZ / clf["beat_features_samples_per_s"]
+        + 1.2 / clf["beats_per_s"][64]
+    )
+    figures["whole_chain"] = {
+        "cpu_s_per_ecg_s": cpu_per_ecg_s,
+        "samples_per_s": MODEL_FS_HZ / cpu_per_ecg_s,
+        "patients_360hz_per_core": 1.0 / cpu_per_ecg_s,
+    }
+    print(
+        f"   whole chain (resample+QRS+conditioner+features+classifier@64, 1.2 beats/s): "
+        f"{MODEL_FS_HZ / cpu_per_ecg_s:,.0f} samples/s = {1.0 / cpu_per_ecg_s:,.0f} patients at 360 Hz per core"
+    )
+
     dets = {"ours": _ours} if opts.no_baselines else dict(DETECTORS)
     if "NeuroKit2" in dets:
         try:
