@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 # arrhythmic MIT-BIH records first (V beats, couplets, runs; 200/203/210/233 have VT runs),
 # then a few with S beats / normal rhythm for contrast
@@ -47,6 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scripted", type=int, default=None,
                         help="patients with scripted emergencies (default: a sixth of the patients, >= 2)")
     parser.add_argument("--records", default=DEFAULT_RECORDS, help="MIT-BIH records replayed")
+    parser.add_argument("--data-dir", default=None,
+                        help="MIT-BIH directory (default EMON_MITDB_DIR or ../shared/data/mitdb); "
+                             "without it the replayed patients are synthetic")
     parser.add_argument("--history-rows", type=int, default=None,
                         help="history rows for the population (default 100 per patient)")
     parser.add_argument("--time-scale", type=float, default=2.0,
@@ -122,6 +126,15 @@ def _metric_sum(text: str, name: str) -> float:
                 except ValueError:
                     pass
     return total
+
+
+def _mitdb(data_dir: str | None, records: str) -> tuple[Path, list[str]]:
+    """The MIT-BIH directory and the requested records found there (header + data file)."""
+    base = Path(data_dir or os.environ.get("EMON_MITDB_DIR")
+                or Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mitdb")
+    found = [r for r in (x.strip() for x in records.split(",")) if r
+             and (base / f"{r}.hea").exists() and (base / f"{r}.dat").exists()]
+    return base, found
 
 
 def _pipeline_counts(hub_port: int, router_port: int) -> tuple[float, float, float, float]:
@@ -200,6 +213,10 @@ def run(args: argparse.Namespace) -> int:
         _say(f"port {map_port} is already in use (another map?); choose one with --port")
         return 1
 
+    mitdb_dir, records = _mitdb(args.data_dir, args.records)
+    if replayed and not records:
+        _say(f"no MIT-BIH records in {mitdb_dir} (set EMON_MITDB_DIR or --data-dir): "
+             f"the {replayed} replayed patients will be synthetic sinus rhythm")
     started_services: list[str] = []
     sup: Supervisor | None = None
     try:
@@ -246,10 +263,13 @@ def run(args: argparse.Namespace) -> int:
                                  "--time-scale", str(args.time_scale), "--scene-s", "90"))
         # patients: MIT-BIH replays, then scripted emergencies in two groups offset in time
         horizon = args.duration + 120 if args.duration > 0 else 4 * 3600
-        if replayed:
+        if replayed and records:
             sup.start("patients-mitdb", _emon("sim", "devices", "--patients", str(replayed),
-                                              "--records", args.records, "--status-every", "30",
-                                              "--drain-s", "3"))
+                                              "--data-dir", str(mitdb_dir), "--records", ",".join(records),
+                                              "--status-every", "30", "--drain-s", "3"))
+        elif replayed:
+            sup.start("patients-sinus", _emon("sim", "devices", "--source", "synthetic", "--patients",
+                                              str(replayed), "--status-every", "30", "--drain-s", "3"))
         vt_n = (scripted + 1) // 2
         pause_n = scripted - vt_n
         if vt_n:
@@ -288,7 +308,8 @@ def run(args: argparse.Namespace) -> int:
         if admin:
             lines.append(f"            {admin[0]} / {admin[1]}   (admin)")
         lines += [
-            f"  Patients: {patients} ({replayed} MIT-BIH replays, {scripted} with scripted VT runs/pauses"
+            f"  Patients: {patients} ({replayed} {'MIT-BIH replays' if records else 'synthetic sinus'}, "
+            f"{scripted} with scripted VT runs/pauses"
             f" from 20-35 s, every 4 min)",
             f"  Units:    {args.units}; gateways: {n_sites}; bridge, hub, router",
             f"  Logs:     {log_dir}/<component>.log",
