@@ -22,7 +22,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("rest", nargs=argparse.REMAINDER, help="benchmark-specific options")
 
 
+def _lift_common_options(args: argparse.Namespace) -> None:
+    """Options written after the benchmark's name land in ``rest``; lift the common ones out."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", dest="json_path", default=None)
+    common.add_argument("--plot", default=None)
+    common.add_argument("--quick", action="store_true")
+    known, rest = common.parse_known_args(args.rest or [])
+    args.json_path = args.json_path or known.json_path
+    args.plot = args.plot or known.plot
+    args.quick = args.quick or known.quick
+    args.rest = rest
+
+
 def run(args: argparse.Namespace) -> int:
+    _lift_common_options(args)
     module_name, func_name, _ = BENCHES[args.name]
     try:
         module = importlib.import_module(module_name)
