@@ -23,6 +23,13 @@ from emon_core.settings import state_dir
 DEFAULT_SCENARIO = "vt@20:k=8,rate=180,pause@40:s=4"
 
 
+def shifted(scenario: str, offset_s: float) -> str:
+    """``scenario`` with every event time moved by ``offset_s`` (so event ids differ between runs)."""
+    import re
+
+    return re.sub(r"@(\d+(?:\.\d+)?)", lambda m: f"@{float(m.group(1)) + offset_s:.2f}", scenario)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patients", type=int, default=100, help="virtual patients (default 100)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of signal per patient (default 60)")
@@ -51,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     res = run_load(workdir=workdir, tag=tag, patients=args.patients, duration_s=args.duration,
                    start_index=args.start_index, fast=args.fast, source=args.source,
-                   scenario=args.scenario if args.source == "synthetic" else None,
+                   scenario=shifted(args.scenario, (time.time_ns() // 10**6 % 3000) / 1000)
+                   if args.source == "synthetic" else None,
                    scenario_patients=args.scenario_patients, fs_hz=args.fs, units=args.units,
                    unit_start=args.unit_start, settle_s=args.settle,
                    log=lambda s: print(f"[loadtest] {s}", file=sys.stderr, flush=True))

@@ -32,7 +32,7 @@ class KafkaTail:
         self.records: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.consumer = Consumer(kafka.consumer_config(f"{group_prefix}-{uuid.uuid4().hex[:8]}",
-                                                       **{"fetch.wait.max.ms": 50}))
+                                                       **{"fetch.wait.max.ms": 50, "log_level": 2}))
         md = self.consumer.list_topics(topic, timeout=30)
         parts = []
         for p in md.topics[topic].partitions:

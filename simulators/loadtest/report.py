@@ -104,6 +104,8 @@ def latencies(flagged: list[dict[str, Any]], alerts: list[dict[str, Any]], scree
             lat["beat_to_screen"].append(a["_arrived_ms"] - tr["device_sent_ms"])
     for asg in first_by(assignments, lambda r: r["alert_id"]).values():
         a = first_alert.get(asg["alert_id"])
+        if a is not None and asg["assigned_at_ms"] < a.get("opened_at_ms", 0):
+            continue  # an assignment of an earlier run's alert
         if a is None:
             continue
         t0 = (a.get("trace") or {}).get("alert_written_ms") or a.get("_kafka_ts")

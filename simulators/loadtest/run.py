@@ -172,9 +172,10 @@ def run_load(*, workdir: Path, tag: str, patients: int, duration_s: float, start
         log(f"pipeline healthy in {time.monotonic() - t:.1f} s; logs in {p.logs}")
         obs = start_observers(p)
         truth = workdir / "truth.jsonl"
+        seed = int(time.time()) % 100_000  # ids (device + sample index) never repeat an earlier run's
         sim = p.sim_argv(duration_s, truth, scenario, source=source, fast=fast, fs_hz=fs_hz,
                          scenario_patients=scenario_patients, hr_bpm=70.0 if source == "synthetic" else None,
-                         summary=workdir / "sim.json")
+                         summary=workdir / "sim.json", seed=seed)
         sampler = ProcSampler(p.pids)
         log(f"simulating {patients} patients for {duration_s:.0f} s ({'fast' if fast else 'real time'}) ...")
         t_sim = time.monotonic()
