@@ -32,6 +32,8 @@ class GatewayMetrics:
         self.published = Counter("emon_gateway_published", "messages acknowledged by the broker", registry=r)
         self.upstream = Gauge("emon_gateway_upstream_connected", "1 when the upstream MQTT session is up", registry=r)
         self.intake = Gauge("emon_gateway_intake_connected", "1 when the frame subscription is up", registry=r)
+        self.model_reloads = Counter("emon_gateway_model_reloads", "model file updates, by result (loaded, refused)",
+                                     ["result"], registry=r)
         self.model = Gauge("emon_gateway_model_info", "the beat model in use", ["version"], registry=r)
         self.lag = Gauge("emon_gateway_processing_lag_seconds", "receive-to-processed delay of the last frame", registry=r)
         self.queue = Gauge("emon_gateway_queue_depth", "frames waiting for the processing thread", registry=r)

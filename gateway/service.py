@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,113 @@ def load_classifier(settings: GatewaySettings) -> Any:
         return RulesClassifier()
     card = path.with_name("model_card.json") if path is not None else None
     return BeatClassifier(path, card if card is not None and card.exists() else None)
+
+
+def model_files(settings: GatewaySettings) -> list[Path]:
+    """The files a model update replaces: the .tflite and its model card (none for the rules classifier)."""
+    if settings.classifier == "rules":
+        return []
+    from gateway.classifier import DEFAULT_MODEL
+
+    path = settings.model_path or DEFAULT_MODEL
+    return [path, path.with_name("model_card.json")]
+
+
+class ModelWatcher:
+    """Loads a replaced model file in the background; the processing thread swaps it in.
+
+    Polls the model file and its card every ``every_s`` (and at once on :meth:`poke`, e.g. SIGHUP).
+    A change is loaded once the files have not changed for one poll (a copy in progress is not
+    read half-written); :class:`gateway.classifier.BeatClassifier` checks the sha256 against the
+    card and the input spec against the gateway's. A model that fails the checks is refused and
+    the running one stays (logged, ``emon_gateway_model_reloads_total{result="refused"}``); the
+    same files are not retried until they change again.
+    """
+
+    def __init__(self, settings: GatewaySettings, current: Any, metrics: GatewayMetrics,
+                 every_s: float = 5.0, loader: Any = None) -> None:
+        self.settings = settings
+        self.files = model_files(settings)
+        self.every_s = float(every_s)
+        self.metrics = metrics
+        self.loader = loader or load_classifier
+        self.current_version = str(current.model_version)
+        self._sha: str | None = getattr(current, "sha256", None)
+        self.ready: Any = None  # a loaded classifier waiting for the processing thread
+        self._lock = threading.Lock()
+        self._poke = threading.Event()
+        self._stop = threading.Event()
+        self._seen = self._stamp()
+        self._pending: Any = None
+        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+
+    def _stamp(self) -> tuple[Any, ...]:
+        out = []
+        for f in self.files:
+            try:
+                st = f.stat()
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def start(self) -> "ModelWatcher":
+        if self.files:
+            self._thread.start()
+        return self
+
+    def poke(self) -> None:
+        """Check now (SIGHUP)."""
+        self._poke.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._poke.set()
+
+    def take(self) -> Any:
+        """The loaded classifier to swap in, once (processing thread)."""
+        with self._lock:
+            c, self.ready = self.ready, None
+        return c
+
+    def check(self, force: bool = False) -> str:
+        """One poll; returns what happened (``unchanged``, ``settling``, ``loaded``, ``same``, ``refused``)."""
+        stamp = self._stamp()
+        if stamp == self._seen and not force:
+            self._pending = None
+            return "unchanged"
+        if not force and stamp != self._pending:  # changed since the last look: wait for it to settle
+            self._pending = stamp
+            return "settling"
+        self._seen, self._pending = stamp, None
+        try:
+            c = self.loader(self.settings)
+        except Exception as err:  # noqa: BLE001 - a bad model never stops the gateway
+            log.error("model update refused (%s); keeping %s", err, self.current_version)
+            self.metrics.model_reloads.labels("refused").inc()
+            return "refused"
+        sha = getattr(c, "sha256", None)
+        if sha is not None and sha == self._sha:  # touched or copied again: nothing new
+            return "same"
+        self._sha = sha
+        with self._lock:
+            self.ready = c
+        self.current_version = str(c.model_version)
+        log.info("model %s loaded and checked (sha256 %s); swapping it in", c.model_version,
+                 (getattr(c, "sha256", "") or "")[:12])
+        self.metrics.model_reloads.labels("loaded").inc()
+        return "loaded"
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            poked = self._poke.wait(self.every_s if self.every_s > 0 else None)
+            self._poke.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.check(force=poked)
+            except Exception:  # noqa: BLE001
+                log.exception("model watcher error")
 
 
 def classify_reason(err: ContractError) -> str:
@@ -90,6 +198,21 @@ class GatewayPipeline:
         self._bias = np.asarray(getattr(classifier, "class_log_bias", np.zeros(5)), dtype=np.float32)
         self.last_tick_mono = time.monotonic()
         self.topic_prefix = f"ecg/{settings.site_id}/"
+
+    def swap_classifier(self, classifier: Any) -> str:
+        """Use ``classifier`` from the next classification on (call on the processing thread,
+        between ticks: no beat is classified half by one model and half by another). Beats
+        already classified keep the version they were classified with. Returns the old version."""
+        old = self.model_version
+        self.classifier = classifier
+        self.model_version = str(classifier.model_version)
+        self._bias = np.asarray(getattr(classifier, "class_log_bias", np.zeros(5)), dtype=np.float32)
+        try:
+            self.metrics.model.remove(old)
+        except KeyError:
+            pass
+        self.metrics.model.labels(self.model_version).set(1)
+        return old
 
     # -- intake ---------------------------------------------------------------------------------
 
@@ -303,6 +426,7 @@ class GatewayService:
             c.reconnect_delay_set(1, 2)
         self.intake.on_disconnect = self._on_in_disconnect
         self.http = HttpEndpoints(settings.http_host, settings.http_port, self.metrics.registry, self.health)
+        self.model_watcher = ModelWatcher(settings, classifier, self.metrics, settings.model_watch_s)
 
     # -- paho callbacks ---------------------------------------------------------------------------
 
@@ -368,6 +492,8 @@ class GatewayService:
                  self.pipeline.model_version, len(self.pipeline.registry), self.settings.resolved_state_dir)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.model_watcher.poke())  # check the model file now
+        self.model_watcher.start()
         self.publisher.start()
         self._connect(connect_timeout_s, connect_and_wait)
         self._publish_status(True)
@@ -414,6 +540,11 @@ class GatewayService:
                 self.metrics.outbox_depth.set(len(self.outbox))
                 self.metrics.outbox_retained.set(self.outbox.retained)
                 next_tick = max(next_tick + tick_s, now)
+                new_model = self.model_watcher.take()
+                if new_model is not None:  # between ticks: frames keep flowing, nothing is dropped
+                    old = self.pipeline.swap_classifier(new_model)
+                    log.info("model %s -> %s", old, self.pipeline.model_version)
+                    next_status = now  # announce the new version
             if now >= next_status:
                 self._publish_status(True)
                 next_status = now + 60.0
@@ -438,6 +569,7 @@ class GatewayService:
     def _shutdown(self) -> None:
         log.info("gateway stopping: intake off, draining")
         self.stopping.set()
+        self.model_watcher.stop()
         try:
             self.intake.disconnect()
             self.intake.loop_stop()

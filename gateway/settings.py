@@ -108,6 +108,7 @@ class GatewaySettings(BaseSettings):
     http_port: int = Field(9400, ge=0, le=65535)
     classifier: Literal["auto", "tflite", "rules"] = "auto"
     model_path: Path | None = None
+    model_watch_s: float = Field(5.0, ge=0, le=3600, description="poll the model file for updates (0: only on SIGHUP)")
     tick_ms: int = Field(100, ge=5, le=2000)
     queue_frames: int = Field(20_000, ge=10, le=1_000_000)
     max_devices: int = Field(5_000, ge=1, le=100_000)
