@@ -232,11 +232,16 @@ class Supervisor:
 
 
 def install_signal_handlers() -> None:
-    """Make SIGTERM (and SIGHUP) raise KeyboardInterrupt in the main thread, like Ctrl-C."""
+    """Make SIGINT, SIGTERM (and SIGHUP) raise KeyboardInterrupt in the main thread.
+
+    SIGINT is set explicitly because a process started in the background by a
+    non-interactive shell (``make demo &``, CI) inherits SIGINT ignored.
+    """
 
     def _raise(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
+    signal.signal(signal.SIGINT, _raise)
     signal.signal(signal.SIGTERM, _raise)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, _raise)

@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -188,8 +189,6 @@ def _scenario(kind: str, first_s: float, period_s: float, horizon_s: float, para
 
 def _shield_signals() -> None:
     """While stopping, a second Ctrl-C / SIGTERM only says that we are stopping."""
-    import signal
-
     def _note(signum: int, frame: object) -> None:
         print("demo: still stopping, please wait", flush=True)
 
@@ -358,7 +357,9 @@ def run(args: argparse.Namespace) -> int:
         if sup is not None:
             _say("stopping components: " + ", ".join(reversed(sup.names())))
             results = sup.stop_all()
-            _say("stopped: " + ", ".join(f"{n} ({rc})" for n, rc in results.items()))
+            _say("stopped: " + ", ".join(
+                f"{n} ({'ok' if rc in (0, -signal.SIGTERM, -signal.SIGINT) else f'exit {rc}'})"
+                for n, rc in results.items()))
         if started_services and not args.keep_services:
             _say(f"stopping the services this demo started: {', '.join(started_services)}")
             subprocess.call(_emon("services", "down", *started_services))
