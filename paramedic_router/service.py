@@ -90,6 +90,17 @@ class RouterService:
         if self._delivery_error:
             raise DeliveryError(f"assignment delivery failed: {self._delivery_error}")
 
+    def _commit(self) -> None:
+        """Commit consumed alert offsets; a transient failure (coordinator moving or loading
+        after a Kafka restart, partitions revoked) is not fatal: the alerts are replayed and
+        the router's decisions are idempotent (deterministic assignment ids, LWT claims)."""
+        from confluent_kafka import KafkaException
+
+        try:
+            self.alerts.commit(asynchronous=False)
+        except KafkaException as err:
+            log.warning("router: commit failed (will be replayed, idempotently): %s", err)
+
     def run(self, *, max_seconds: float | None = None) -> None:
         self.router.load()
         self._assign_side()
@@ -149,7 +160,7 @@ class RouterService:
                     log.info("router: %s", self.router.stats())
                 self._settle()
                 if got:
-                    self.alerts.commit(asynchronous=False)
+                    self._commit()
         finally:
             try:
                 self._settle()
