@@ -52,11 +52,15 @@ class Observers:
 
 def start_observers(p: Pipeline, timeout_s: float = 120.0) -> Observers:
     devices, patients = set(p.devices), p.patients
+    since = int(time.time() * 1000)  # alerts of this run's episodes (a hub may republish an older one)
     obs = Observers(
         flagged=KafkaTail(p.kafka, topics.KAFKA_FLAGGED, lambda v: v.get("device_id") in devices),
-        alerts=KafkaTail(p.kafka, topics.KAFKA_ALERTS, lambda v: v.get("patient_id") in patients),
-        assignments=KafkaTail(p.kafka, topics.KAFKA_ASSIGNMENTS, lambda v: v.get("patient_id") in patients),
-        screen=SseSession(f"http://127.0.0.1:{p.ports['map']}", lambda v: v.get("patient_id") in patients),
+        alerts=KafkaTail(p.kafka, topics.KAFKA_ALERTS,
+                         lambda v: v.get("patient_id") in patients and v.get("opened_at_ms", 0) >= since),
+        assignments=KafkaTail(p.kafka, topics.KAFKA_ASSIGNMENTS,
+                              lambda v: v.get("patient_id") in patients and v.get("assigned_at_ms", 0) >= since),
+        screen=SseSession(f"http://127.0.0.1:{p.ports['map']}",
+                          lambda v: v.get("patient_id") in patients and v.get("opened_at_ms", 0) >= since),
     )
     if not obs.screen.connected.wait(timeout_s):
         obs.close()
