@@ -122,11 +122,19 @@ def _normalise(w: npt.NDArray[np.float64], template: npt.NDArray[np.float64], sc
     return np.stack([w / s, (w - template) / s], axis=-1).astype(np.float32)
 
 
+PAUSE_AFTER_S = 2.0  # s: a next RR this long (and > 2x the local mean) is a pause, not a feature
+
+
 def _rr_row(prev: int, nxt: int, local_sum: int, local_n: int, pat_sum: int, pat_n: int, fs: float,
             irr: float = 0.0) -> list[float]:
     local = local_sum / local_n / fs
     pat = pat_sum / pat_n / fs
     p, n = prev / fs, nxt / fs
+    if n >= PAUSE_AFTER_S and n > 2.0 * local:
+        # A pause after a beat says nothing about that beat's origin (the rhythm module reports
+        # the pause itself); without this, a normal beat before a sinus pause looked premature
+        # (next/prev large) and was flagged S. Treat its next RR as unknown: equal to the previous.
+        n = p
     return [p, n, local, pat, p / pat, n / pat, local / pat, p / local, n / local, p / n, irr]
 
 
