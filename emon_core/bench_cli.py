@@ -11,6 +11,7 @@ BENCHES: dict[str, tuple[str, str, str]] = {
     "edge": ("simulators.bench_edge", "bench_edge", "simulator + gateway + bridge capacity and latency"),
     "hub": ("hub.bench", "bench_hub", "hub events/s, Cassandra write latency, history ingest"),
     "router": ("paramedic_router.bench", "bench_router", "assignments/s and decision time"),
+    "soak": ("simulators.bench_soak", "bench_soak", "one gateway for a long run: is its memory flat?"),
 }
 
 

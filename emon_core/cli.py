@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("simulators.cli", "simulated devices and paramedic units"),
     "ingest": ("hub.ingest_cli", "load patients and history into Cassandra"),
     "model": ("gateway.model_cli", "train and evaluate the beat classifier"),
-    "bench": ("emon_core.bench_cli", "benchmarks: signal, edge, hub, router"),
+    "bench": ("emon_core.bench_cli", "benchmarks: signal, edge, hub, router, soak"),
     "loadtest": ("simulators.loadtest_cli", "whole-system load test with a latency report"),
     "demo": ("simulators.demo_cli", "run the whole system with simulated patients and units"),
 }
