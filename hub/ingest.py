@@ -107,8 +107,32 @@ class Writer:
         self.s.execute(self.progress, (job.job_id, index, len(hist.rows), int(time.time() * 1000)))
         return len(hist.rows)
 
+    def register(self, lo: int, hi: int, rows_per_patient: int, seed: int, concurrency: int) -> int:
+        """Patients ``lo .. hi-1`` with ``rows_per_patient`` history rows each, not recorded as a job chunk."""
+        n = hi - lo
+        ps, hist = population_chunk(lo, hi, n, rows_per_patient * n, seed)
+        writes = self.patient_writes(ps, "synthetic")
+        writes += [(self.kind, (pid, kind, t), ("k", pid)) for (pid, kind), t in hist.first_seen.items()]
+        writes += [(self.history, r, (r[0], r[1])) for r in hist.rows]
+        run_concurrent(self.s, batched(writes), concurrency)
+        return len(ps)
+
     def close(self) -> None:
         self.cluster.shutdown()
+
+
+def register_patients(settings: CassandraSettings, first_n: int, last_n: int, rows_per_patient: int = 20,
+                      seed: int = 0, concurrency: int = 64) -> int:
+    """Registry rows (and a little history) for simulated patients ``first_n .. last_n-1``.
+
+    Idempotent (same seed, same rows), so a load run can call it for its own range whatever was
+    loaded before; returns the number of patients written.
+    """
+    w = Writer(settings)
+    try:
+        return w.register(first_n, last_n, rows_per_patient, seed, concurrency)
+    finally:
+        w.close()
 
 
 _WRITER: Writer | None = None

@@ -147,7 +147,19 @@ class Pipeline:
     def start(self, name: str) -> None:
         self.procs.start(name, self.argv[name], self.env)
 
+    def register_patients(self) -> int:
+        """The run's patients in the registry (home, baseline, history), as ``emon ingest history`` writes them.
+
+        Without them the hub marks every alert "unknown patient" with no location and the
+        router has nowhere to send a unit.
+        """
+        from emon_core.settings import CassandraSettings
+        from hub.ingest import register_patients
+
+        return register_patients(CassandraSettings(), self.cfg.start_index, self.cfg.start_index + self.cfg.patients)
+
     def start_all(self, timeout_s: float = 180.0) -> None:
+        self.register_patients()
         self.commit_groups_at_end()
         names = [*self.COMPONENTS, *self.gateways]
         for name in names:

@@ -49,11 +49,14 @@ def client(repo: Any, tmp_path_factory: Any) -> Iterator[TestClient]:
     from map_ui.app import create_app
     from map_ui.settings import MapSettings
 
-    os.environ.setdefault("EMON_STATE_DIR", str(tmp_path_factory.mktemp("state")))
-    app = create_app(MapSettings(secret_key="s" * 48, idle_timeout_s=300), repo=repo, kafka=load(KafkaSettings),
-                     live=True)
-    with TestClient(app, base_url="https://testserver") as c:
-        yield c
+    # a private state dir for this module only (restored after: later tests use the real one)
+    with pytest.MonkeyPatch.context() as mp:
+        if "EMON_STATE_DIR" not in os.environ:
+            mp.setenv("EMON_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+        app = create_app(MapSettings(secret_key="s" * 48, idle_timeout_s=300), repo=repo, kafka=load(KafkaSettings),
+                         live=True)
+        with TestClient(app, base_url="https://testserver") as c:
+            yield c
 
 
 def login(c: TestClient, user: str) -> dict[str, str]:

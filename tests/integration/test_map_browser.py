@@ -75,7 +75,9 @@ def server(tmp_path_factory: Any, cassandra_settings: CassandraSettings, kafka_s
     from paramedic_router.service import RouterService
     from paramedic_router.settings import RouterSettings
 
-    os.environ.setdefault("EMON_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    env = pytest.MonkeyPatch()  # a private state dir for this module only (undone at teardown)
+    if "EMON_STATE_DIR" not in os.environ:
+        env.setenv("EMON_STATE_DIR", str(tmp_path_factory.mktemp("state")))
     cfg = load(CassandraSettings)
     _cluster, s = adapter_connect(cfg, keyspace=None, timeout_s=60)
     s.execute(f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = {cfg.replication}")
@@ -111,6 +113,7 @@ def server(tmp_path_factory: Any, cassandra_settings: CassandraSettings, kafka_s
     thread.join(10)
     router_thread.join(15)
     s.cluster.shutdown()
+    env.undo()
 
 
 def _produce(topic: str, key: str, value: bytes) -> None:
