@@ -8,7 +8,7 @@ model arena fill up) the RSS trend is a least-squares slope in MiB per hour and 
 between the first and last tenth of the run; "flat" means that growth is below 2 % of the RSS.
 
 Options after ``emon bench soak`` (``rest``): ``--patients 300``, ``--minutes 30``,
-``--sample-s 10``, ``--warmup-min 5``, ``--source mitdb|synthetic``, ``--start-index 3000``.
+``--sample-s 10``, ``--warmup-min 5``, ``--source mitdb|synthetic``, ``--start-index 2100``.
 With ``--quick``: 2 minutes, 30 s warm-up. ``--plot FILE`` draws RSS, frames/s and outbox depth.
 """
 
@@ -38,7 +38,7 @@ def _options(rest: list[str], quick: bool) -> argparse.Namespace:
     p.add_argument("--warmup-min", type=float, default=0.5 if quick else 5.0)
     p.add_argument("--sample-s", type=float, default=5.0 if quick else 10.0)
     p.add_argument("--source", choices=("mitdb", "synthetic"), default="mitdb")
-    p.add_argument("--start-index", type=int, default=3000)
+    p.add_argument("--start-index", type=int, default=2100)
     return p.parse_args(rest)
 
 
