@@ -94,16 +94,20 @@ class Writer:
                 out.append((self.by_site, (p.site_id, p.patient_id, p.device_id), ("s", p.site_id, p.patient_id)))
         return out
 
-    def chunk(self, job: Job, index: int, lo: int, hi: int) -> int:
-        ps, hist = population_chunk(lo, hi, job.patients, job.rows, job.seed, job.center, job.radius_km, job.now_ms)
+    def write_population(self, ps: list[Patient], hist: Any, mode: str, concurrency: int) -> None:
+        """Patients, their first-seen event kinds and history rows (``batch``: history in partition batches)."""
         writes = self.patient_writes(ps, "synthetic")
         writes += [(self.kind, (pid, kind, t), ("k", pid)) for (pid, kind), t in hist.first_seen.items()]
-        if job.mode == "batch":
+        if mode == "batch":
             writes += [(self.history, r, (r[0], r[1])) for r in hist.rows]
-            run_concurrent(self.s, batched(writes), job.concurrency)
+            run_concurrent(self.s, batched(writes), concurrency)
         else:
-            run_concurrent(self.s, batched(writes), job.concurrency)
-            run_concurrent(self.s, ((self.history, r) for r in hist.rows), job.concurrency)
+            run_concurrent(self.s, batched(writes), concurrency)
+            run_concurrent(self.s, ((self.history, r) for r in hist.rows), concurrency)
+
+    def chunk(self, job: Job, index: int, lo: int, hi: int) -> int:
+        ps, hist = population_chunk(lo, hi, job.patients, job.rows, job.seed, job.center, job.radius_km, job.now_ms)
+        self.write_population(ps, hist, job.mode, job.concurrency)
         self.s.execute(self.progress, (job.job_id, index, len(hist.rows), int(time.time() * 1000)))
         return len(hist.rows)
 
@@ -111,10 +115,7 @@ class Writer:
         """Patients ``lo .. hi-1`` with ``rows_per_patient`` history rows each, not recorded as a job chunk."""
         n = hi - lo
         ps, hist = population_chunk(lo, hi, n, rows_per_patient * n, seed)
-        writes = self.patient_writes(ps, "synthetic")
-        writes += [(self.kind, (pid, kind, t), ("k", pid)) for (pid, kind), t in hist.first_seen.items()]
-        writes += [(self.history, r, (r[0], r[1])) for r in hist.rows]
-        run_concurrent(self.s, batched(writes), concurrency)
+        self.write_population(ps, hist, "batch", concurrency)
         return len(ps)
 
     def close(self) -> None:
