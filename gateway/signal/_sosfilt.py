@@ -9,6 +9,8 @@ at import; otherwise the public function is used.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 from scipy import signal
@@ -31,9 +33,10 @@ class SosState:
     __slots__ = ("_sos", "_zi")
 
     def __init__(self, sos: npt.ArrayLike, x0: float = 0.0) -> None:
-        self._sos = np.ascontiguousarray(sos, dtype=np.float64)
+        self._sos = np.array(sos, dtype=np.float64, order="C")  # own, writable: the compiled routine needs it
         # steady state for a constant input x0 (no start-up transient)
-        self._zi = np.ascontiguousarray((signal.sosfilt_zi(self._sos) * x0)[np.newaxis], dtype=np.float64)
+        self._zi = np.ascontiguousarray((_unit_zi(self._sos.tobytes(), len(self._sos)) * x0)[np.newaxis],
+                                        dtype=np.float64)
 
     def __call__(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Filter ``x`` (1-D), carrying the state; returns a new array."""
@@ -44,6 +47,14 @@ class SosState:
         y, zi = signal.sosfilt(self._sos, x, zi=self._zi[0])
         self._zi = zi[np.newaxis]
         return y
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_zi(sos_bytes: bytes, sections: int) -> npt.NDArray[np.float64]:
+    """``sosfilt_zi`` of a cascade, computed once per design (a device join needs it per filter)."""
+    zi = signal.sosfilt_zi(np.frombuffer(sos_bytes, dtype=np.float64).reshape(sections, 6))
+    zi.setflags(write=False)
+    return zi
 
 
 def _self_test() -> bool:

@@ -17,6 +17,7 @@ turns NaN, and are NaN again in the output.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from gateway.signal._sosfilt import SosState
 from gateway.signal.constants import MODEL_FS_HZ
 
 
@@ -53,10 +55,22 @@ def design_conditioner(fs_hz: float, config: ConditionerConfig | None = None) ->
 
     Notches at or above Nyquist are skipped, the low-pass is clamped below Nyquist.
     """
-    cfg = config or ConditionerConfig()
-    fs = float(fs_hz)
+    return _design(float(fs_hz), config or ConditionerConfig())[0].copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _design(fs: float, cfg: ConditionerConfig) -> tuple[npt.NDArray[np.float64], int]:
+    """(read-only sections, group delay in samples at ``delay_ref_hz``): designed once per rate
+    and config, since every device join builds a conditioner (~3 ms of scipy design each)."""
+    sos = _design_sections(fs, cfg)
+    _, gd = signal.group_delay(signal.sos2tf(sos), w=[cfg.delay_ref_hz], fs=fs)
+    sos.setflags(write=False)
+    return sos, int(round(float(gd[0])))
+
+
+def _design_sections(fs: float, cfg: ConditionerConfig) -> npt.NDArray[np.float64]:
     if not math.isfinite(fs) or fs < 50.0:
-        raise ValueError(f"fs_hz must be finite and >= 50, got {fs_hz!r}")
+        raise ValueError(f"fs_hz must be finite and >= 50, got {fs!r}")
     nyq = 0.5 * fs
     parts = [signal.butter(cfg.highpass_order, cfg.highpass_hz, "highpass", fs=fs, output="sos")]
     for f0 in cfg.mains_hz:
@@ -85,16 +99,14 @@ class EcgConditioner:
     def __init__(self, fs_hz: float = MODEL_FS_HZ, config: ConditionerConfig | None = None) -> None:
         self.fs_hz = float(fs_hz)
         self.config = config or ConditionerConfig()
-        self.sos = design_conditioner(self.fs_hz, self.config)
-        self._zi_unit = signal.sosfilt_zi(self.sos)
-        _, gd = signal.group_delay(signal.sos2tf(self.sos), w=[self.config.delay_ref_hz], fs=self.fs_hz)
+        self.sos, delay = _design(self.fs_hz, self.config)
         #: group delay (samples) of the cascade near the QRS band
-        self.delay_samples = int(round(float(gd[0])))
+        self.delay_samples = delay
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream: the next sample is sample 0."""
-        self._zi: npt.NDArray[np.float64] | None = None
+        self._filter: SosState | None = None
         self._hold = math.nan
         self.samples_in = 0
 
@@ -113,10 +125,10 @@ class EcgConditioner:
                 return np.full(x.size, np.nan)
             x = x.copy()
             x[: int(np.argmax(valid))] = x[int(np.argmax(valid))]
-        if self._zi is None:
+        if self._filter is None:
             # start in steady state for the first value: no step transient from a DC offset
-            self._zi = self._zi_unit * x[0]
-        y, self._zi = signal.sosfilt(self.sos, x, zi=self._zi)
+            self._filter = SosState(self.sos, x0=float(x[0]))
+        y = self._filter(x)
         self._hold = float(x[-1])
         self.samples_in += x.size
         if nan.any():

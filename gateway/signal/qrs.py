@@ -37,6 +37,7 @@ Ventricular flutter/fibrillation-like stretches (Kuo & Dillman's VF-filter leaka
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -142,6 +143,19 @@ class QrsDetection:
     searchback: bool = False
 
 
+@functools.lru_cache(maxsize=32)
+def _design(fs: float, cfg: QrsConfig) -> tuple[npt.NDArray[np.float64], int, npt.NDArray[np.float64]]:
+    """(QRS band-pass sections, its group delay in samples, VF-band sections), read-only:
+    designed once per rate and config rather than on every device join."""
+    sos = signal.butter(cfg.bandpass_order, cfg.bandpass_hz, "bandpass", fs=fs, output="sos")
+    centre = math.sqrt(cfg.bandpass_hz[0] * cfg.bandpass_hz[1])
+    _, gd = signal.group_delay(signal.sos2tf(sos), w=[centre], fs=fs)
+    sos_vf = signal.butter(2, (1.0, min(30.0, 0.45 * fs)), "bandpass", fs=fs, output="sos")
+    sos.setflags(write=False)
+    sos_vf.setflags(write=False)
+    return sos, int(round(float(gd[0]))), sos_vf
+
+
 class StreamingQrsDetector:
     """Detect R peaks in a millivolt ECG stream fed in chunks of any size.
 
@@ -167,10 +181,7 @@ class StreamingQrsDetector:
         if cfg.bandpass_hz[1] >= 0.5 * fs:
             raise ValueError("bandpass high edge must be below fs/2")
         n = lambda s: max(1, int(round(s * fs)))  # noqa: E731 - seconds to samples
-        self._sos = signal.butter(cfg.bandpass_order, cfg.bandpass_hz, "bandpass", fs=fs, output="sos")
-        centre = math.sqrt(cfg.bandpass_hz[0] * cfg.bandpass_hz[1])
-        _, gd = signal.group_delay(signal.sos2tf(self._sos), w=[centre], fs=fs)
-        self._bp_delay = int(round(float(gd[0])))
+        self._sos, self._bp_delay, self._sos_vf = _design(fs, cfg)
         self._der = np.array([1.0, 2.0, 0.0, -2.0, -1.0]) * (fs / 8.0)  # 5-point derivative
         self._n_int = n(cfg.integration_s)
         self._int_taps = np.full(self._n_int, 1.0 / self._n_int)
@@ -183,7 +194,6 @@ class StreamingQrsDetector:
         self._flat_run = n(cfg.flat_run_s)
         self._settle = n(cfg.settle_s)
         self._block = n(cfg.state_block_s)
-        self._sos_vf = signal.butter(2, (1.0, min(30.0, 0.45 * fs)), "bandpass", fs=fs, output="sos")
         self._vf_blk = n(0.5)
         self._vf_win = n(cfg.vf_window_s)
         self._vf_ahead = n(cfg.vf_lookahead_s)

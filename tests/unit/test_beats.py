@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.signal.beats import RR_FEATURES, BeatBatch, BeatConfig, BeatFeatureExtractor, extract_beats
+from gateway.signal.beats import RR_FEATURES, BeatBatch, BeatConfig, BeatFeatureExtractor, extract_beats, median0
 from gateway.signal.filters import condition_offline
 
 FS = 360.0
@@ -131,3 +131,9 @@ def test_extreme_rr_clipped() -> None:
     cond = np.zeros(36000)
     b = extract_beats(cond, [100, 120, 20000, 20300], FS)
     assert b.rr[:, :4].min() >= 0.15 - 1e-6 and b.rr[:, :4].max() <= 3.0 + 1e-6
+
+
+@pytest.mark.parametrize("shape", [(1,), (2,), (7,), (32,), (1, 126), (2, 126), (31, 126), (32, 126)])
+def test_median0_equals_numpy_median(shape: tuple[int, ...]) -> None:
+    a = np.random.default_rng(sum(shape)).normal(size=shape)
+    assert np.array_equal(median0(a), np.median(a, axis=0))
