@@ -52,7 +52,7 @@ class BridgeService:
         subs = [(f"$share/{settings.share_group}/{t}", 1) for t in BRIDGE_SUBSCRIPTIONS]
         self.client = create_client(self.mqtt_settings, client_id=settings.bridge_id, subscriptions=subs,
                                     manual_ack=True, clean_start=False, on_connect=self._on_connect,
-                                    max_inflight=100)
+                                    max_inflight=100, buffered_reads=True)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 2)
         self.client.on_disconnect = self._on_disconnect

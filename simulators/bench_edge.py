@@ -369,8 +369,11 @@ def bridge_alone(n: int, payload: bytes, bootstrap: str, tmp: Path) -> dict[str,
         _clear_sessions(MqttSettings(), [("bridge", tag)])
 
 
-def pipeline_cpu(devices: int = 50, seconds: int = 20) -> dict[str, Any]:
-    """CPU time per frame of the gateway pipeline in-process (decode .. outbox), robust to a busy machine."""
+def pipeline_cpu(devices: int = 50, seconds: int = 20, source: str = "synthetic") -> dict[str, Any]:
+    """CPU time per frame of the gateway pipeline in-process (decode .. outbox), robust to a busy machine.
+
+    ``source`` is ``synthetic`` or ``mitdb`` (patient ``i`` replays what ``emon sim devices`` would
+    give it, falling back to synthetic when the records are absent)."""
     from emon_core.contracts import EcgFrame
     from emon_core.registry import DeviceRegistry
     from gateway.outbox import Outbox
@@ -382,7 +385,15 @@ def pipeline_cpu(devices: int = 50, seconds: int = 20) -> dict[str, Any]:
 
     logging.getLogger("gateway.service").setLevel(logging.WARNING)
     settings = load_gateway_settings(None, simulated=devices)
-    srcs = [SyntheticSource(SyntheticConfig(fs_hz=360.0, seed=i)) for i in range(devices)]
+    srcs: list[Any] = [SyntheticSource(SyntheticConfig(fs_hz=360.0, seed=i)) for i in range(devices)]
+    if source == "mitdb":
+        from simulators.sim_devices import DEFAULT_MITDB
+        from simulators.wfdb_source import patient_source
+
+        if (DEFAULT_MITDB / "100.hea").exists():
+            srcs = [patient_source(i, DEFAULT_MITDB) for i in range(devices)]
+        else:
+            source = "synthetic"
     frames = [[(f"ecg/site-00/dev-{i:05d}/frames", EcgFrame(
         device_id=f"dev-{i:05d}", seq=k, device_time_ms=1_700_000_000_000 + 1000 * k, fs_hz=360.0,
         gain_adu_per_mv=src.gain_adu_per_mv, baseline_adu=src.baseline_adu, first_sample_index=360 * k,
@@ -401,7 +412,7 @@ def pipeline_cpu(devices: int = 50, seconds: int = 20) -> dict[str, Any]:
         p.outbox.close()
     n = devices * (seconds - 1)
     ms = 1000.0 * cpu / n
-    return {"frames": n, "cpu_ms_per_frame": round(ms, 2), "patients_per_core": int(1000.0 / ms)}
+    return {"frames": n, "source": source, "cpu_ms_per_frame": round(ms, 2), "patients_per_core": int(1000.0 / ms)}
 
 
 def bench_edge(args: argparse.Namespace) -> int:
@@ -413,7 +424,7 @@ def bench_edge(args: argparse.Namespace) -> int:
     payload = _sample_payload()
     result: dict[str, Any] = {"payload_bytes": len(payload), "cores": os.cpu_count(), "levels": []}
     print(f"emon bench edge: logs in {tmp}; flagged-beat payload {len(payload)} B, {os.cpu_count()} cores")
-    result["pipeline"] = pipeline_cpu(20 if o.quick else 50, 10 if o.quick else 20)
+    result["pipeline"] = pipeline_cpu(20 if o.quick else 50, 10 if o.quick else 20, o.source)
     print(f"gateway pipeline in-process (1 s frames, 360 Hz): {result['pipeline']}")
     result["bare_paho"] = bare_paho(o.messages, payload)
     print(f"bare paho QoS1 pub->sub: {result['bare_paho']}")

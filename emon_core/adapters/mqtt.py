@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -101,16 +102,64 @@ class Will:
     retain: bool = True
 
 
+class BufferedSocket:
+    """A connected TCP socket whose ``recv`` serves paho's small reads from one large read.
+
+    paho reads every incoming packet with three or more ``recv`` calls (the type byte, each
+    length byte, then the body) and one packet per ``select``; each call releases and
+    retakes the GIL, which a busy processing thread in the same process then makes wait
+    (up to the 5 ms switch interval). Here one ``recv(64 KiB)`` feeds many packets, and
+    ``pending()`` (paho's hook for TLS sockets) tells paho's loop that buffered packets are
+    ready without waiting in ``select``. Everything else is the socket's own.
+    """
+
+    __slots__ = ("_sock", "_buf", "_pos", "_size")
+
+    def __init__(self, sock: socket.socket, size: int = 65536) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+        self._size = size
+
+    def recv(self, bufsize: int) -> bytes:
+        if self._pos >= len(self._buf):
+            data = self._sock.recv(self._size)  # BlockingIOError when nothing is there, b"" at EOF
+            if not data:
+                return data
+            self._buf, self._pos = data, 0
+        out = self._buf[self._pos : self._pos + bufsize]
+        self._pos += len(out)
+        return out
+
+    def pending(self) -> int:
+        return len(self._buf) - self._pos
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class EmonMqttClient(mqtt.Client):
-    """paho Client that remembers its subscriptions and reports the last CONNACK."""
+    """paho Client that remembers its subscriptions and reports the last CONNACK.
+
+    With ``emon_buffered_reads`` (set by :func:`create_client`) plain TCP connections are
+    wrapped in :class:`BufferedSocket`; only for clients run by paho's own loop
+    (``loop_start``), since a caller's ``select`` would not see buffered packets.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.emon_buffered_reads = False
         self.emon_subscriptions: list[tuple[str, int]] = []
         self.emon_connected = threading.Event()
         self.emon_connack: Any = None
         self.emon_user_on_connect: OnConnect | None = None
         self.emon_clean_start = True
+
+    def _create_socket(self) -> Any:  # paho 2.x hook: every (re)connect creates its socket here
+        sock = super()._create_socket()
+        if self.emon_buffered_reads and type(sock) is socket.socket:  # not TLS, not websockets
+            return BufferedSocket(sock)
+        return sock
 
     def add_subscription(self, topic: str, qos: int = 1) -> None:
         """Subscribe now (if connected) and again after every reconnect."""
@@ -156,13 +205,15 @@ def create_client(
     protocol: int = mqtt.MQTTv5,
     userdata: Any = None,
     max_inflight: int = 100,
+    buffered_reads: bool = False,
 ) -> EmonMqttClient:
     """A configured, unconnected client: credentials, TLS, will, resubscribe, TCP_NODELAY.
 
     ``on_connect`` is chained after the resubscription; do not assign ``client.on_connect``.
     With ``manual_ack=True`` received QoS>0 messages are acknowledged only by
     ``client.ack(msg.mid, msg.qos)``. ``clean_start`` is passed to :func:`connect_and_wait`
-    for MQTT 5 and as ``clean_session`` for MQTT 3.1.1.
+    for MQTT 5 and as ``clean_session`` for MQTT 3.1.1. ``buffered_reads=True`` suits
+    subscribers receiving many messages on paho's network thread (see :class:`BufferedSocket`).
     """
     v5 = protocol == mqtt.MQTTv5
     client = EmonMqttClient(
@@ -182,6 +233,7 @@ def create_client(
     if will is not None:
         client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
     client.emon_clean_start = clean_start
+    client.emon_buffered_reads = buffered_reads
     client.emon_subscriptions = list(subscriptions)
     client.emon_user_on_connect = on_connect
     client.on_connect = _on_connect

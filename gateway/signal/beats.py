@@ -131,7 +131,10 @@ def median0(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | np.float64:
 
 def _normalise(w: npt.NDArray[np.float64], template: npt.NDArray[np.float64], scale: float) -> npt.NDArray[np.float32]:
     s = max(scale, 0.05)  # mV: a flat patient must not blow the windows up
-    return np.stack([w / s, (w - template) / s], axis=-1).astype(np.float32)
+    out = np.empty(w.shape + (2,), dtype=np.float32)  # float64 results cast on assignment
+    out[..., 0] = w / s
+    out[..., 1] = (w - template) / s
+    return out
 
 
 PAUSE_AFTER_S = 2.0  # s: a next RR this long (and > 2x the local mean) is a pause, not a feature
@@ -157,8 +160,9 @@ def _irregularity(rr: list[int] | npt.NDArray[np.int64]) -> float:
     """
     if len(rr) < 2:
         return 0.0
-    a = np.asarray(rr, dtype=np.int64)
-    return float(int(np.abs(np.diff(a)).sum()) / (len(a) - 1)) / (int(a.sum()) / len(a))
+    v = rr.tolist() if isinstance(rr, np.ndarray) else list(rr)  # <= 16 ints: plain Python is faster
+    diff = sum(abs(b - a) for a, b in zip(v, v[1:]))
+    return float(diff / (len(v) - 1)) / (sum(v) / len(v))
 
 
 def _clip_rr(rr: npt.NDArray[np.int64], cfg: BeatConfig, fs: float) -> npt.NDArray[np.int64]:

@@ -323,7 +323,8 @@ class StreamingQrsDetector:
         head_run = (prev_run + head) if first_same else head - 1
         if changes.size:
             self._run = x.size - 1 - last_start
-            longest = max(head_run, int(np.diff(changes, append=x.size).max()) - 1)
+            inner = int((changes[1:] - changes[:-1]).max()) if changes.size > 1 else 0
+            longest = max(head_run, max(inner, x.size - last_start) - 1)
         else:
             self._run = head_run
             longest = head_run

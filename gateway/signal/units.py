@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -24,10 +26,10 @@ def adu_to_mv(
         array([1., 0.], dtype=float32)
     """
     gain = float(gain_adu_per_mv)
-    if not np.isfinite(gain) or gain <= 0.0:
+    if not math.isfinite(gain) or gain <= 0.0:
         raise ValueError(f"gain_adu_per_mv must be finite and > 0, got {gain_adu_per_mv!r}")
     base = float(baseline_adu)
-    if not np.isfinite(base):
+    if not math.isfinite(base):
         raise ValueError(f"baseline_adu must be finite, got {baseline_adu!r}")
     x = np.asarray(samples, dtype=np.float64)
     return ((x - base) / gain).astype(np.float32)
