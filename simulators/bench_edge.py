@@ -114,6 +114,12 @@ class ProcSampler:
                 for n, c in self.cpu.items()}
 
 
+HOP_STAMPS = ("device_sent_ms", "gateway_received_ms", "gateway_published_ms", "bridge_received_ms",
+              "kafka_produced_ms")
+HOPS = ("device_to_gateway", "gateway_queue_and_processing", "outbox_to_bridge", "bridge_to_kafka_ack",
+        "kafka_to_consumer")
+
+
 class FlaggedTail:
     """Latency of flagged beats of the bench's devices as they become readable from Kafka."""
 
@@ -128,6 +134,7 @@ class FlaggedTail:
             parts.append(TopicPartition(topic, p, high))
         self.c.assign(parts)
         self.latency_ms: list[float] = []
+        self.hops_ms: dict[str, list[float]] = {h: [] for h in HOPS}
         self.count = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -144,6 +151,14 @@ class FlaggedTail:
             if v.get("type") == "flagged_beat" and sent:
                 self.count += 1
                 self.latency_ms.append(now - sent)
+                stamps = [v["trace"].get(k) for k in HOP_STAMPS] + [now]
+                for name, a, b in zip(HOPS, stamps, stamps[1:]):
+                    if a is not None and b is not None:
+                        self.hops_ms[name].append(b - a)
+
+    def hop_percentiles(self) -> dict[str, dict[str, float | None]]:
+        """p50/p99 (ms) of each hop: device -> gateway intake -> outbox -> bridge -> Kafka -> readable."""
+        return {h: {"p50": _round(_pct(v, 50)), "p99": _round(_pct(v, 99))} for h, v in self.hops_ms.items()}
 
     def close(self) -> None:
         self._stop.set()
@@ -222,7 +237,8 @@ def run_level(n: int, o: argparse.Namespace, tmp: Path, bootstrap: str) -> dict[
             "frames_per_s": round(frames / o.step_s, 1), "beats_per_s": round(beats / o.step_s, 1),
             "flagged_per_s": round(flagged / o.step_s, 2),
             "latency_ms_p50": _round(_pct(tail.latency_ms, 50)), "latency_ms_p99": _round(_pct(tail.latency_ms, 99)),
-            "flagged_in_kafka": tail.count, "lag_s_p99": _round(_pct(lags[2:], 99), 3),
+            "flagged_in_kafka": tail.count, "hops_ms": tail.hop_percentiles(),
+            "lag_s_p99": _round(_pct(lags[2:], 99), 3),
             "traffic_reduction": health.get("traffic_reduction"), "keeps_up": keeps_up, "processes": usage,
         }
     finally:
@@ -369,11 +385,14 @@ def bridge_alone(n: int, payload: bytes, bootstrap: str, tmp: Path) -> dict[str,
         _clear_sessions(MqttSettings(), [("bridge", tag)])
 
 
-def pipeline_cpu(devices: int = 50, seconds: int = 20, source: str = "synthetic") -> dict[str, Any]:
+def pipeline_cpu(devices: int = 50, seconds: int = 20, source: str = "synthetic", warmup_s: int = 1) -> dict[str, Any]:
     """CPU time per frame of the gateway pipeline in-process (decode .. outbox), robust to a busy machine.
 
     ``source`` is ``synthetic`` or ``mitdb`` (patient ``i`` replays what ``emon sim devices`` would
-    give it, falling back to synthetic when the records are absent)."""
+    give it, falling back to synthetic when the records are absent). The first ``warmup_s``
+    seconds are not measured: a young session costs less (the detector is still learning, the
+    beat template and RR history are filling), about 0.37 ms per frame in its first 15 s against
+    0.5-0.6 ms from the first minute on (MIT-BIH, measured here)."""
     from emon_core.contracts import EcgFrame
     from emon_core.registry import DeviceRegistry
     from gateway.outbox import Outbox
@@ -400,17 +419,18 @@ def pipeline_cpu(devices: int = 50, seconds: int = 20, source: str = "synthetic"
         samples=src.read(360 * k, 360).samples.tolist()).encode()) for i, src in enumerate(srcs)] for k in range(seconds)]
     with tempfile.TemporaryDirectory() as d:
         p = GatewayPipeline(settings, DeviceRegistry.simulated(devices), load_classifier(settings), Outbox(Path(d) / "o.db"))
-        for topic, payload in frames[0]:  # sessions created outside the measurement
-            p.handle(topic, payload, 0)
-        p.tick()
+        for batch in frames[:warmup_s]:  # sessions created and warmed up outside the measurement
+            for topic, payload in batch:
+                p.handle(topic, payload, 0)
+            p.tick()
         c0 = time.process_time()
-        for batch in frames[1:]:
+        for batch in frames[warmup_s:]:
             for topic, payload in batch:
                 p.handle(topic, payload, 0)
             p.tick()
         cpu = time.process_time() - c0
         p.outbox.close()
-    n = devices * (seconds - 1)
+    n = devices * (seconds - warmup_s)
     ms = 1000.0 * cpu / n
     return {"frames": n, "source": source, "cpu_ms_per_frame": round(ms, 2), "patients_per_core": int(1000.0 / ms)}
 
@@ -424,8 +444,9 @@ def bench_edge(args: argparse.Namespace) -> int:
     payload = _sample_payload()
     result: dict[str, Any] = {"payload_bytes": len(payload), "cores": os.cpu_count(), "levels": []}
     print(f"emon bench edge: logs in {tmp}; flagged-beat payload {len(payload)} B, {os.cpu_count()} cores")
-    result["pipeline"] = pipeline_cpu(20 if o.quick else 50, 10 if o.quick else 20, o.source)
-    print(f"gateway pipeline in-process (1 s frames, 360 Hz): {result['pipeline']}")
+    warm = 1 if o.quick else 60
+    result["pipeline"] = pipeline_cpu(20 if o.quick else 40, 10 if o.quick else 90, o.source, warm)
+    print(f"gateway pipeline in-process (1 s frames, 360 Hz, after {warm} s of warm-up): {result['pipeline']}")
     result["bare_paho"] = bare_paho(o.messages, payload)
     print(f"bare paho QoS1 pub->sub: {result['bare_paho']}")
     result["bare_kafka"] = bare_kafka(o.messages, payload, kafka)
@@ -441,6 +462,7 @@ def bench_edge(args: argparse.Namespace) -> int:
         print(f"{n:5d} patients: frames/s {r['frames_per_s']}, beats/s {r['beats_per_s']}, flagged/s {r['flagged_per_s']}, "
               f"latency p50/p99 {r['latency_ms_p50']}/{r['latency_ms_p99']} ms, lag p99 {r['lag_s_p99']} s, "
               f"reduction {r['traffic_reduction']}x, keeps up: {r['keeps_up']}; {r['processes']}")
+        print("       hops p50/p99 ms: " + ", ".join(f"{h} {v['p50']}/{v['p99']}" for h, v in r["hops_ms"].items()))
         if not r["keeps_up"]:
             break
         best = n
