@@ -17,7 +17,7 @@ alert when :attr:`Change.alert_changed`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from emon_core.contracts import (
@@ -73,7 +73,9 @@ class Episode:
         return self.version >= 0
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # every field holds JSON values already: no asdict(), whose deep copy of the strip's
+        # samples cost more than the rest of a hub round's decisions together
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "Episode":
@@ -177,9 +179,11 @@ class EpisodeTracker:
                 if d is not None:
                     ep.decisions["beats"] = [d.rule, d.severity.value, d.title, list(d.reasons)]
                     self._add_id(ep, beat.id)
+                    # only a new decision changes what the alert says (a beat adds no reason,
+                    # id or rate otherwise), so the alert key is rebuilt only then
+                    change.alert_changed = self._refresh_alert(ep, beat.r_time_ms)
             if ep.strip is None and beat.strip is not None:  # until an event brings its own strip
                 ep.strip = beat.strip.model_dump(by_alias=True)
-        change.alert_changed = self._refresh_alert(ep, beat.r_time_ms)
         return change
 
     def on_event(self, ev: RhythmEvent, history: History) -> Change:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any, Iterable, Sequence
 
+from cassandra.connection import ConnectionBusy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from emon_core.contracts import Alert, FlaggedBeat, PatientSummary, RhythmEvent
@@ -32,40 +33,74 @@ class WriteFailed(Exception):
     """A round of writes did not complete (the caller retries the whole round)."""
 
 
+def _busy(exc: BaseException) -> bool:
+    """The driver refused the request because its connection's send buffer is full (backpressure)."""
+    errors = getattr(exc, "errors", None)  # NoHostAvailable: {host: error}
+    return bool(errors) and all(isinstance(e, ConnectionBusy) for e in errors.values())
+
+
 def run_concurrent(session: Any, requests: Iterable[tuple[Any, Sequence[Any] | None]], concurrency: int,
-                   latencies: list[float] | None = None, timeout_s: float = 60.0) -> int:
+                   latencies: list[float] | None = None, timeout_s: float = 60.0, busy_retries: int = 10_000) -> int:
     """Execute ``(statement, params)`` with at most ``concurrency`` in flight; raise on the first error.
 
-    Returns how many requests ran. ``latencies`` (seconds) is appended per request.
+    A request the driver refuses with ``ConnectionBusy`` (its socket buffer is full: large
+    strip batches, many in flight) is submitted again after a short pause instead of failing
+    the round; at most ``busy_retries`` times per call. Returns how many requests ran.
+    ``latencies`` (seconds) is appended per request.
     """
     sem = threading.BoundedSemaphore(concurrency)
     lock = threading.Lock()
     errors: list[BaseException] = []
+    again: deque[tuple[Any, Sequence[Any] | None]] = deque()
     count = 0
 
-    def _ok(_rows: Any, t0: float) -> None:
+    def _ok(_rows: Any, t0: float, _req: Any) -> None:
         if latencies is not None:
             latencies.append(time.perf_counter() - t0)
         sem.release()
 
-    def _err(exc: BaseException, _t0: float) -> None:
+    def _err(exc: BaseException, _t0: float, req: Any) -> None:
         with lock:
-            errors.append(exc)
+            if _busy(exc):
+                again.append(req)
+            else:
+                errors.append(exc)
         sem.release()
 
-    for stmt, params in requests:
+    def _submit(req: tuple[Any, Sequence[Any] | None]) -> None:
+        t0 = time.perf_counter()
+        fut = session.execute_async(req[0], req[1])
+        fut.add_callbacks(_ok, _err, callback_args=(t0, req), errback_args=(t0, req))
+
+    it = iter(requests)
+    while True:
+        if again:
+            if busy_retries <= 0:
+                raise WriteFailed("cassandra: connection still busy after many retries")
+            busy_retries -= 1
+            time.sleep(0.005)  # let the driver's socket drain
+            with lock:
+                req = again.popleft()
+        else:
+            nxt = next(it, None)
+            if nxt is None:
+                # wait for everything in flight; refused ones come back in `again`
+                for _ in range(concurrency):
+                    if not sem.acquire(timeout=timeout_s):
+                        raise WriteFailed(f"cassandra: writes still in flight after {timeout_s:.0f} s")
+                for _ in range(concurrency):
+                    sem.release()
+                if not again or errors:
+                    break
+                continue
+            req = nxt
+            count += 1
         if not sem.acquire(timeout=timeout_s):
             raise WriteFailed(f"cassandra: no write completed within {timeout_s:.0f} s")
         if errors:
             sem.release()
             break
-        t0 = time.perf_counter()
-        fut = session.execute_async(stmt, params)
-        fut.add_callbacks(_ok, _err, callback_args=(t0,), errback_args=(t0,))
-        count += 1
-    for _ in range(concurrency):  # wait for every request in flight
-        if not sem.acquire(timeout=timeout_s):
-            raise WriteFailed(f"cassandra: writes still in flight after {timeout_s:.0f} s")
+        _submit(req)
     if errors:
         raise WriteFailed(f"cassandra write failed: {errors[0]!r}") from errors[0]
     return count
