@@ -114,10 +114,11 @@ class ProcSampler:
                 for n, c in self.cpu.items()}
 
 
-HOP_STAMPS = ("device_sent_ms", "gateway_received_ms", "gateway_published_ms", "bridge_received_ms",
-              "kafka_produced_ms")
-HOPS = ("device_to_gateway", "gateway_queue_and_processing", "outbox_to_bridge", "bridge_to_kafka_ack",
-        "kafka_to_consumer")
+def _edge_steps() -> tuple[tuple[str, str, str], ...]:
+    """The load test's trace steps up to Kafka, then Kafka -> readable by the bench's consumer."""
+    from simulators.loadtest.report import TRACE_STEPS
+
+    return (*TRACE_STEPS[:4], ("kafka_to_consumer", "kafka_produced_ms", "consumer_received_ms"))
 
 
 class FlaggedTail:
@@ -134,7 +135,7 @@ class FlaggedTail:
             parts.append(TopicPartition(topic, p, high))
         self.c.assign(parts)
         self.latency_ms: list[float] = []
-        self.hops_ms: dict[str, list[float]] = {h: [] for h in HOPS}
+        self.records: list[dict[str, Any]] = []  # id and trace (+ consumer receive time) per beat
         self.count = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -151,14 +152,13 @@ class FlaggedTail:
             if v.get("type") == "flagged_beat" and sent:
                 self.count += 1
                 self.latency_ms.append(now - sent)
-                stamps = [v["trace"].get(k) for k in HOP_STAMPS] + [now]
-                for name, a, b in zip(HOPS, stamps, stamps[1:]):
-                    if a is not None and b is not None:
-                        self.hops_ms[name].append(b - a)
+                self.records.append({"id": v.get("id"), "trace": {**v["trace"], "consumer_received_ms": now}})
 
-    def hop_percentiles(self) -> dict[str, dict[str, float | None]]:
-        """p50/p99 (ms) of each hop: device -> gateway intake -> outbox -> bridge -> Kafka -> readable."""
-        return {h: {"p50": _round(_pct(v, 50)), "p99": _round(_pct(v, 99))} for h, v in self.hops_ms.items()}
+    def hop_percentiles(self) -> dict[str, Any]:
+        """Percentiles (ms) of each hop: device -> gateway intake -> outbox -> bridge -> Kafka -> readable."""
+        from simulators.loadtest.report import trace_breakdown
+
+        return trace_breakdown(self.records, [], _edge_steps())
 
     def close(self) -> None:
         self._stop.set()

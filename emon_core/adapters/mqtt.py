@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import socket
-import ssl
 import threading
 from dataclasses import dataclass
 from functools import lru_cache

@@ -138,12 +138,13 @@ TRACE_STEPS = (("device_to_gateway", "device_sent_ms", "gateway_received_ms"),
                ("hub_to_alert_written", "hub_received_ms", "alert_written_ms"))
 
 
-def trace_breakdown(flagged: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> dict[str, Any]:
+def trace_breakdown(flagged: list[dict[str, Any]], alerts: list[dict[str, Any]],
+                    steps: tuple[tuple[str, str, str], ...] = TRACE_STEPS) -> dict[str, Any]:
     """Percentiles of each step between two stamps of HopTimes (first copy of each message/alert)."""
     recs = list(first_by(flagged, lambda r: (r.get("id"), r.get("revision", 0))).values())
     recs += [a for a in first_by(alerts, lambda r: r["alert_id"]).values() if (a.get("trace") or {}).get("device_sent_ms")]
     out: dict[str, Any] = {}
-    for name, a, b in TRACE_STEPS:
+    for name, a, b in steps:
         vals = [(r.get("trace") or {}).get(b, 0) - (r.get("trace") or {}).get(a, 0) for r in recs
                 if (r.get("trace") or {}).get(a) and (r.get("trace") or {}).get(b)]
         out[name] = percentiles(vals)
