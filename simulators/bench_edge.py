@@ -45,7 +45,9 @@ def _options(rest: list[str], quick: bool) -> argparse.Namespace:
     p.add_argument("--source", choices=("mitdb", "synthetic"), default="mitdb")
     p.add_argument("--start-index", type=int, default=2000)
     p.add_argument("--messages", type=int, default=2000 if quick else 5000)
-    return p.parse_args(rest)
+    o = p.parse_args(rest)
+    o.quick = quick  # `emon bench edge --quick` sets it before the `--`, not in `rest`
+    return o
 
 
 _USED_PORTS: set[int] = set()
