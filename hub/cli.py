@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     import signal
 
     from emon_core.adapters.kafka import wait_ready
+    from emon_core.runtime import tune_gc
     from emon_core.settings import CassandraSettings, KafkaSettings, load
     from hub.service import Hub
     from hub.settings import HubSettings
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     kafka, cassandra = load(KafkaSettings), load(CassandraSettings)
     wait_ready(kafka, timeout_s=args.wait)
     hub = Hub(settings, kafka, cassandra).start(wait_s=args.wait)
+    tune_gc()
 
     def _stop(signum: int, _frame: object) -> None:
         logging.getLogger("hub").info("hub: signal %d, finishing the current round", signum)

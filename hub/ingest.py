@@ -141,8 +141,11 @@ _JOB: Job | None = None
 
 
 def _init_worker(settings: CassandraSettings, job: Job) -> None:
+    from emon_core.runtime import tune_gc
+
     global _WRITER, _JOB
     _WRITER, _JOB = Writer(settings), job
+    tune_gc()
 
 
 def _work(chunk: tuple[int, int, int]) -> int:

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from emon_core.errors import ConfigError
+    from emon_core.runtime import tune_gc
     from emon_core.settings import CassandraSettings, load
     from hub.ingest import Job, load_history, load_patients_csv
 
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--patients must be >= 1 and --rows >= 0")
     job = Job(patients=args.patients, rows=args.rows, seed=args.seed, center=(lat, lon), radius_km=args.radius_km,
               chunk_patients=args.chunk_patients, concurrency=args.concurrency, mode=args.mode)
+    tune_gc()  # the writer processes do the same
     result = load_history(settings, job, processes=args.processes, progress=not args.no_progress)
     print(json.dumps(result))
     return 0
