@@ -176,7 +176,7 @@ class DeviceSession:
             sent = end_ms if end_ms is not None else self.time_ms(self.expected_index)
             first = int(self.to_device_index(int(batch.r_samples[0])))
             self.pending.append(PendingBeats(batch, sent, received_ms, first))
-        horizon = self.detector.samples_in - self.detector.delay_samples
+        horizon = self.detector.final_before
         if horizon > 0:
             ups += self.rhythm.advance(int(self.to_device_index(horizon)))
         self.window.samples += mv.size

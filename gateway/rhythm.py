@@ -133,6 +133,9 @@ class RhythmTracker:
         out: list[EventUpdate] = []
         if self._last_det is not None and index <= self._last_det:
             return out
+        # nothing between the last peak and this one: a gap long enough is a pause even when
+        # advance() never saw that far before this peak was reported (early release)
+        out += self.advance(index)
         for ev_name in ("_pause", "_asystole"):
             ev: _Open | None = getattr(self, ev_name)
             if ev is not None:

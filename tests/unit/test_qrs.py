@@ -1,4 +1,4 @@
-"""Streaming QRS detector on synthetic ECG: accuracy, chunk invariance, fixed delay, signal loss."""
+"""Streaming QRS detector on synthetic ECG: accuracy, chunk invariance, release delay, signal loss."""
 
 from __future__ import annotations
 
@@ -65,9 +65,9 @@ def test_chunk_sizes_give_identical_detections(sizes: list[int]) -> None:
     assert np.array_equal(got, detect_qrs(x, FS))
 
 
-def test_one_sample_chunks_identical_and_delay_is_fixed() -> None:
+def test_one_sample_chunks_identical_and_fixed_delay_when_asked() -> None:
     x, r = synthetic_ecg(15.0, FS, seed=5)
-    det = StreamingQrsDetector(FS)
+    det = StreamingQrsDetector(FS, QrsConfig(early_release=False))
     got = []
     for i in range(x.size):
         for d in det.process(x[i : i + 1]):
@@ -78,6 +78,26 @@ def test_one_sample_chunks_identical_and_delay_is_fixed() -> None:
     assert np.array_equal(got, detect_qrs(x, FS))
     assert det.delay_samples == StreamingQrsDetector(FS).delay_samples
     assert 0 < det.delay_ms <= 2000
+
+
+@pytest.mark.parametrize("rr_s", [0.33, 0.8, 1.3])
+def test_early_release_same_peaks_in_order_sooner_and_within_the_bound(rr_s: float) -> None:
+    x, _ = synthetic_ecg(40.0, FS, rr_s=rr_s, seed=21, noise_mv=0.05)
+    x[6000:6300] = np.nan  # a gap: levels re-learned, searchbacks around it
+    x[9000:9500] = x[9000]  # a flat line
+    det = StreamingQrsDetector(FS)
+    got, lags = [], []
+    for i in range(x.size):
+        for d in det.process(x[i : i + 1]):
+            lag = det.samples_in - 1 - d.sample_index
+            assert 0 <= lag <= det.delay_samples  # never later than the fixed delay
+            got.append(d.sample_index)
+            lags.append(lag)
+    got += [d.sample_index for d in det.flush()]
+    assert np.array_equal(got, detect_qrs(x, FS))  # the same peaks as offline, strictly increasing
+    assert np.all(np.diff(got) > 0)
+    # the searchback bound (1.4 s) no longer delays every beat; the VF look-ahead (<= 1.2 s) remains
+    assert np.median(lags) < 0.75 * det.delay_samples, (np.median(lags), det.delay_samples)
 
 
 def test_empty_input() -> None:
@@ -241,9 +261,9 @@ def test_ventricular_flutter_like_stretch_reports_no_beats() -> None:
 def test_batched_processing_same_beats_and_exact_longer_delay(size: int) -> None:
     x, _ = synthetic_ecg(30.0, FS, seed=16, noise_mv=0.05)
     x[4000:4100] = np.nan
-    cfg = QrsConfig(batch_s=1.0)
+    cfg = QrsConfig(batch_s=1.0, early_release=False)
     det = StreamingQrsDetector(FS, cfg)
-    assert det.delay_samples == StreamingQrsDetector(FS).delay_samples + int(FS) - 1
+    assert det.delay_samples == StreamingQrsDetector(FS, QrsConfig(early_release=False)).delay_samples + int(FS) - 1
     got = []
     for i in range(0, x.size, size):
         for d in det.process(x[i : i + size]):

@@ -72,6 +72,19 @@ def test_pause_then_asystole_raised_while_ongoing_and_closed_by_next_beat() -> N
     assert all(u.end_index == last + int(7 * FS) for u in ups)
 
 
+def test_pause_reported_by_the_next_beat_when_the_horizon_never_saw_the_gap() -> None:
+    # the detector released the beat after the gap before its horizon had passed 3 s of it
+    t = RhythmTracker(FS, RhythmSettings(pause_s=3.0, asystole_s=6.0))
+    feed(t, sinus(0, 6, 0.8))
+    last = sinus(0, 6, 0.8)[-1][0]
+    assert t.advance(last + int(2.0 * FS)) == []
+    ups = t.on_detection(last + int(4.0 * FS))
+    assert [(u.kind, u.revision, u.final) for u in ups] == [(EventKind.PAUSE, 0, False), (EventKind.PAUSE, 1, True)]
+    assert ups[-1].onset_index == last and ups[-1].end_index == last + int(4.0 * FS)
+    assert t.on_detection(last + int(6.9 * FS)) == []  # 2.9 s: no pause
+    assert t.advance(last + int(7.5 * FS)) == []  # a horizon behind the last peak changes nothing
+
+
 def test_no_pause_when_the_signal_is_lost() -> None:
     t = RhythmTracker(FS, RhythmSettings(signal_loss_min_s=2.0))
     feed(t, sinus(0, 6, 0.8))
