@@ -12,8 +12,9 @@ replay of the same stream yields the same events. No I/O, no clock: the caller f
   detector flat/saturated/gap state, a silent device).
 
 Each returns :class:`EventUpdate` records: an event is sent when first confirmed
-(``revision`` 0), again every ``run_update_beats`` beats while it grows, and a final
-revision when it ends (only if it changed since the last one).
+(``revision`` 0), again every ``run_update_beats`` beats while it grows (and once when a run
+reaches ``run_confirm_beats``), and a final revision when it ends (only if it changed since
+the last one).
 
 Rules (thresholds in :class:`gateway.settings.RhythmSettings`):
 
@@ -217,9 +218,9 @@ class RhythmTracker:
                 name = ("VT" if fast else "slow ventricular run") if run_cls is BeatClass.V else (
                     "SVT" if fast else "slow supraventricular run")
                 run.detail = f"{name}, {n} beats"
-            if n == self.cfg.run_min_beats or (
-                n > self.cfg.run_min_beats and (n - self.cfg.run_min_beats) % self.cfg.run_update_beats == 0
-            ):
+            if n == self.cfg.run_min_beats or (n > self.cfg.run_min_beats and (
+                n == self.cfg.run_confirm_beats or (n - self.cfg.run_min_beats) % self.cfg.run_update_beats == 0
+            )):
                 self._emit(out, run)
         if self._run is None or self._run_cls is not BeatClass.V:
             self._v_pending.clear()

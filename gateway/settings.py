@@ -43,6 +43,9 @@ class RhythmSettings(BaseModel):
     run_min_beats: int = Field(3, ge=2, le=20)
     vt_rate_bpm: float = Field(100.0, gt=0, le=400)
     run_update_beats: int = Field(10, ge=1, le=1000)
+    # one more revision when a run reaches this many beats: the centre's VT rule is >= 5 beats,
+    # so a VT alarm does not wait for the run's end or its next update
+    run_confirm_beats: int = Field(5, ge=2, le=1000)
     pause_s: float = Field(3.0, gt=0.5, le=30)
     asystole_s: float = Field(6.0, gt=0.5, le=60)
     rate_rr_count: int = Field(12, ge=2, le=64)

@@ -111,9 +111,11 @@ def latencies(flagged: list[dict[str, Any]], alerts: list[dict[str, Any]], scree
         t0 = (a.get("trace") or {}).get("alert_written_ms") or a.get("_kafka_ts")
         if t0:
             lat["alert_to_assignment"].append(asg["assigned_at_ms"] - t0)
+    # VT onset -> the first version on screen that says critical because of a V run (an
+    # earlier advisory "non-sustained run" version does not count)
     by_patient: dict[str, list[int]] = {}
     for a in screen:
-        if is_clinical(a):
+        if a.get("severity") == "critical" and any(":v_run:" in e for e in a.get("event_ids") or ()):
             by_patient.setdefault(a["patient_id"], []).append(a["_arrived_ms"])
     for v in by_patient.values():
         v.sort()

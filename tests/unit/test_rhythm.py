@@ -31,8 +31,8 @@ def test_v_run_rate_revisions_and_final() -> None:
     run = [(last + int(0.5 * FS) + int(round(i * FS / 3)), V) for i in range(15)]  # 180 bpm
     after = sinus(run[-1][0] + int(FS), 5, 0.8)
     ups = [u for u in feed(t, beats + run + after) if u.kind is EventKind.V_RUN]
-    assert [u.revision for u in ups] == [0, 1, 2]
-    assert [u.beat_count for u in ups] == [3, 13, 15]
+    assert [u.revision for u in ups] == [0, 1, 2, 3]
+    assert [u.beat_count for u in ups] == [3, 5, 13, 15]  # 5: the run became VT-sized (run_confirm_beats)
     assert all(u.onset_index == run[0][0] for u in ups)
     assert ups[-1].final and not ups[0].final
     assert abs(ups[-1].rate_bpm - 180.0) < 1.0
@@ -144,6 +144,6 @@ def test_replay_gives_the_same_events() -> None:
 
 def test_close_finalises_open_events() -> None:
     t = RhythmTracker(FS)
-    feed(t, sinus(0, 5, 0.8) + sinus(2000, 5, 0.33, V))
+    feed(t, sinus(0, 5, 0.8) + sinus(2000, 6, 0.33, V))  # revisions at 3 and 5 beats sent
     ups = t.close(5000)
-    assert [(u.kind, u.final, u.beat_count) for u in ups] == [(EventKind.V_RUN, True, 5)]
+    assert [(u.kind, u.final, u.beat_count) for u in ups] == [(EventKind.V_RUN, True, 6)]
