@@ -30,29 +30,80 @@ def shifted(scenario: str, offset_s: float) -> str:
     return re.sub(r"@(\d+(?:\.\d+)?)", lambda m: f"@{float(m.group(1)) + offset_s:.2f}", scenario)
 
 
+def scenario_share(text: str) -> str | int:
+    """``--scenario-patients``: ``all``, ``P%`` or a count (resolved against --patients later)."""
+    t = text.strip().lower()
+    if t == "all":
+        return t
+    try:
+        value = float(t[:-1]) if t.endswith("%") else int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K, P% or all, got {text!r}") from None
+    if value < 0 or (t.endswith("%") and value > 100):
+        raise argparse.ArgumentTypeError(f"out of range: {text!r}")
+    return t if t.endswith("%") else int(value)
+
+
+def scenario_count(share: str | int, patients: int) -> int | None:
+    """How many patients get the scenario (None: all of them)."""
+    if share == "all":
+        return None
+    if isinstance(share, str):
+        return max(1, round(patients * float(share[:-1]) / 100.0)) if float(share[:-1]) > 0 else 0
+    return min(int(share), patients)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patients", type=int, default=100, help="virtual patients (default 100)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of signal per patient (default 60)")
     parser.add_argument("--json", dest="json_path", default=None, help="write the report as JSON")
     parser.add_argument("--plot", default=None, help="write latency distributions per hop (PNG)")
     parser.add_argument("--fast", action="store_true", help="devices publish as fast as acks allow (not real time)")
-    parser.add_argument("--start-index", type=int, default=1000,
-                        help="first patient number (dev-<n>); default 1000 keeps clear of other tests' devices")
+    parser.add_argument("--start-index", type=int, default=None,
+                        help="first patient number (dev-<n>); default: the next unused block from 10000 on, so "
+                             "a run never lands in a previous run's still-open episodes")
     parser.add_argument("--source", choices=("synthetic", "mitdb"), default="synthetic",
                         help="synthetic ECG with scripted events (default) or MIT-BIH replay")
     parser.add_argument("--scenario", default=DEFAULT_SCENARIO, help=f"scripted events (default {DEFAULT_SCENARIO!r})")
-    parser.add_argument("--scenario-patients", type=int, default=None, help="only the first K patients get the scenario")
+    parser.add_argument("--scenario-patients", type=scenario_share, default="5%", metavar="K|P%|all",
+                        help="patients that get the scripted events: the first K, the first P%% (default 5%%: "
+                             "a city's heart patients do not all go into VT in the same second), or all")
     parser.add_argument("--fs", type=float, default=360.0, help="device sampling rate (default 360 Hz)")
     parser.add_argument("--units", type=int, default=30, help="simulated paramedic units (default 30)")
-    parser.add_argument("--unit-start", type=int, default=800, help="first unit number (default 800: unit-0800..)")
+    parser.add_argument("--unit-start", type=int, default=None,
+                        help="first unit number (default: the next unused block from unit-5000 on, so units a "
+                             "previous run left assigned are not counted as busy)")
     parser.add_argument("--settle", type=float, default=180.0, help="max seconds to wait for stragglers after the run")
     parser.add_argument("--workdir", type=Path, default=None, help="logs, truth, gateway state (default .state/loadtest/<tag>)")
+
+
+def next_block(name: str, size: int, lo: int, hi: int, align: int = 1) -> int:
+    """First id of a block of ``size`` ids that the last runs did not use, rotating through [lo, hi).
+
+    A run's patients keep open episodes (and its units their assignments) for minutes after it
+    ends; reusing them would fold a new run's emergencies into the old alerts.
+    """
+    f = state_dir() / "loadtest" / f"next_{name}"
+    try:
+        start = int(f.read_text())
+    except (OSError, ValueError):
+        start = lo
+    span = -(-size // align) * align  # whole sites: one gateway per 1,000 patients
+    if start < lo or start + span > hi:
+        start = lo
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(str(start + span))
+    return start
 
 
 def run(args: argparse.Namespace) -> int:
     from simulators.loadtest import report
     from simulators.loadtest.run import run_load
 
+    if args.start_index is None:
+        args.start_index = next_block("patients", args.patients, 10_000, 100_000, align=1000)
+    if args.unit_start is None:
+        args.unit_start = next_block("units", args.units, 5_000, 10_000)
     tag = time.strftime("%m%d%H%M%S")
     workdir = args.workdir or state_dir() / "loadtest" / tag
     workdir.mkdir(parents=True, exist_ok=True)
@@ -60,11 +111,15 @@ def run(args: argparse.Namespace) -> int:
                    start_index=args.start_index, fast=args.fast, source=args.source,
                    scenario=shifted(args.scenario, (time.time_ns() // 10**6 % 3000) / 1000)
                    if args.source == "synthetic" else None,
-                   scenario_patients=args.scenario_patients, fs_hz=args.fs, units=args.units,
+                   scenario_patients=scenario_count(args.scenario_patients, args.patients), fs_hz=args.fs,
+                   units=args.units,
                    unit_start=args.unit_start, settle_s=args.settle,
                    log=lambda s: print(f"[loadtest] {s}", file=sys.stderr, flush=True))
     rep = res.report
     rep["workdir"] = str(workdir)
+    rep["patient_start_index"], rep["unit_start"] = args.start_index, args.unit_start
+    n = scenario_count(args.scenario_patients, args.patients)
+    rep["scenario_patients"] = args.patients if n is None else n
     print(format_report(rep))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(rep, indent=2))
