@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from emon_core.devservices.credentials import DEFAULT_DEVICES, DEFAULT_UNITS
 from emon_core.settings import state_dir
 
 DEFAULT_SCENARIO = "vt@20:k=8,rate=180,pause@40:s=4"
@@ -60,8 +61,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", default=None, help="write latency distributions per hop (PNG)")
     parser.add_argument("--fast", action="store_true", help="devices publish as fast as acks allow (not real time)")
     parser.add_argument("--start-index", type=int, default=None,
-                        help="first patient number (dev-<n>); default: the next unused block from 10000 on, so "
-                             "a run never lands in a previous run's still-open episodes")
+                        help="first patient number (dev-<n>); default: the next block of dev-01000..02999, "
+                             "so a run does not land in the previous run's still-open episodes")
     parser.add_argument("--source", choices=("synthetic", "mitdb"), default="synthetic",
                         help="synthetic ECG with scripted events (default) or MIT-BIH replay")
     parser.add_argument("--scenario", default=DEFAULT_SCENARIO, help=f"scripted events (default {DEFAULT_SCENARIO!r})")
@@ -71,7 +72,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fs", type=float, default=360.0, help="device sampling rate (default 360 Hz)")
     parser.add_argument("--units", type=int, default=30, help="simulated paramedic units (default 30)")
     parser.add_argument("--unit-start", type=int, default=None,
-                        help="first unit number (default: the next unused block from unit-5000 on, so units a "
+                        help="first unit number (default: the next block of unit-0300..0999, so units the "
                              "previous run left assigned are not counted as busy)")
     parser.add_argument("--settle", type=float, default=180.0, help="max seconds to wait for stragglers after the run")
     parser.add_argument("--workdir", type=Path, default=None, help="logs, truth, gateway state (default .state/loadtest/<tag>)")
@@ -88,7 +89,7 @@ def next_block(name: str, size: int, lo: int, hi: int, align: int = 1) -> int:
         start = int(f.read_text())
     except (OSError, ValueError):
         start = lo
-    span = -(-size // align) * align  # whole sites: one gateway per 1,000 patients
+    span = -(-size // align) * align  # aligned blocks stay within a site (1,000 patients per gateway)
     if start < lo or start + span > hi:
         start = lo
     f.parent.mkdir(parents=True, exist_ok=True)
@@ -101,9 +102,11 @@ def run(args: argparse.Namespace) -> int:
     from simulators.loadtest.run import run_load
 
     if args.start_index is None:
-        args.start_index = next_block("patients", args.patients, 10_000, 100_000, align=1000)
+        # the dev credentials cover dev-00000..02999 and unit-0000..0999 (emon services up)
+        args.start_index = next_block("patients", args.patients, 1_000, DEFAULT_DEVICES,
+                                      align=100 if args.patients <= 100 else 1000)
     if args.unit_start is None:
-        args.unit_start = next_block("units", args.units, 5_000, 10_000)
+        args.unit_start = next_block("units", args.units, 300, DEFAULT_UNITS)
     tag = time.strftime("%m%d%H%M%S")
     workdir = args.workdir or state_dir() / "loadtest" / tag
     workdir.mkdir(parents=True, exist_ok=True)
