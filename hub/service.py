@@ -5,10 +5,14 @@ One round (:meth:`Hub.step`) handles up to ``batch_max`` messages in four phases
 1. **read** (retried): load the last episode of each new patient (rebuilding state after a
    restart or a rebalance), enrichment (cached), gateway -> patient lookups;
 2. **decide** (pure, once): episodes and the alert policy, building the writes;
-3. **write** (retried until it succeeds): raw rows, episode state, alerts - idempotent
-   upserts, so a retried round or a replay rewrites the same rows;
-4. **publish and commit**: alert versions to Kafka (idempotent producer, flushed), then the
-   offsets of the round. Nothing is committed before its writes succeeded.
+3. **write** (retried until it succeeds): first the alert path - alert rows, episode state,
+   first-seen kinds - then, after the publish, the raw rows (flagged beats with strips,
+   events, vitals); idempotent upserts, so a retried round or a replay rewrites the same rows;
+4. **publish and commit**: alert versions to Kafka (idempotent producer, flushed) as soon as
+   their rows are written, then the round's raw rows, then its offsets. Nothing is committed
+   before all its writes succeeded; a crash before the commit replays the round (the same
+   alert versions again, same ids). Writing the strips of a busy round first had held alerts
+   back by the whole round's write time.
 
 While Cassandra fails, consumption is paused (the consumer keeps polling so it stays in the
 group), the round is retried with exponential backoff, metrics and ``/healthz`` say so.
@@ -70,7 +74,8 @@ class Round:
     enriched: dict[str, Enriched] = field(default_factory=dict)
     offline: list[tuple[GatewayStatus, dict[str, Any]]] = field(default_factory=list)
     republish: list[Alert] = field(default_factory=list)
-    writes: list[Write] = field(default_factory=list)
+    writes: list[Write] = field(default_factory=list)  # raw rows: beats, events, vitals
+    alert_writes: list[Write] = field(default_factory=list)  # what the published alerts rest on
     alerts: list[tuple[Alert, Episode | None]] = field(default_factory=list)
     received_ms: int = 0
 
@@ -189,10 +194,13 @@ class Hub:
         self._decode(rnd)
         self._retry(lambda: self._read(rnd), "read")
         self._decide(rnd)
-        writes = rnd.writes + self._pending_published
-        self._retry(lambda: self._write(writes), "write")
+        first = rnd.alert_writes + self._pending_published
+        if first:
+            self._retry(lambda: self._write(first), "write")
         self._pending_published = []
         self._publish(rnd)
+        if rnd.writes:
+            self._retry(lambda: self._write(rnd.writes), "write")
         self._commit(rnd.msgs)
         self.rounds += 1
         self.events += len(rnd.msgs)
@@ -327,7 +335,7 @@ class Hub:
             if ch.dirty:
                 dirty[ep.episode_id] = ep
             for k in ch.new_kinds:
-                rnd.writes.append(st.kind_seen(obj.patient_id, k, ep.opened_at_ms))
+                rnd.alert_writes.append(st.kind_seen(obj.patient_id, k, ep.opened_at_ms))
                 cache.note_kind(obj.patient_id, k, ep.opened_at_ms)
             if ch.alert_changed:
                 a = build_alert(ep, patient_known=e.known, location=e.location,
@@ -353,11 +361,11 @@ class Hub:
         for ep in tracker.sweep(watermark):
             closed[ep.episode_id] = ep
         for ep_id, ep in closed.items():
-            rnd.writes += st.episode_closed(ep)
+            rnd.alert_writes += st.episode_closed(ep)
             dirty.pop(ep_id, None)
-        rnd.writes += [st.episode(ep) for ep in dirty.values()]
+        rnd.alert_writes += [st.episode(ep) for ep in dirty.values()]
         for a in latest.values():  # one row per alert: its latest version of the round
-            rnd.writes += st.alert(a, a.model_dump_json(by_alias=True))
+            rnd.alert_writes += st.alert(a, a.model_dump_json(by_alias=True))
 
     # phase 3: writes (retried) ----------------------------------------------------------------
     def _write(self, writes: list[Write]) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 from simulators.accounting import account
 from simulators.ground_truth import Truth
 
+VT_REASON = "vt:"  # hub.policy: reasons start with the rule name
 HOPS = ("beat_to_kafka", "beat_to_alert", "beat_to_screen", "alert_to_assignment", "vt_onset_to_screen")
 CLINICAL_EVENT_KINDS = {"v_run", "s_run", "pause", "asystole", "bradycardia", "tachycardia", "frequent_ectopy"}
 
@@ -111,11 +112,12 @@ def latencies(flagged: list[dict[str, Any]], alerts: list[dict[str, Any]], scree
         t0 = (a.get("trace") or {}).get("alert_written_ms") or a.get("_kafka_ts")
         if t0:
             lat["alert_to_assignment"].append(asg["assigned_at_ms"] - t0)
-    # VT onset -> the first version on screen that says critical because of a V run (an
-    # earlier advisory "non-sustained run" version does not count)
+    # VT onset -> the first version on screen that names the VT rule (an earlier advisory
+    # "non-sustained run" version does not count; the policy may still lower the VT itself to
+    # urgent for a patient with a known chronic pattern)
     by_patient: dict[str, list[int]] = {}
     for a in screen:
-        if a.get("severity") == "critical" and any(":v_run:" in e for e in a.get("event_ids") or ()):
+        if any(str(r).startswith(VT_REASON) for r in a.get("reasons") or ()):
             by_patient.setdefault(a["patient_id"], []).append(a["_arrived_ms"])
     for v in by_patient.values():
         v.sort()

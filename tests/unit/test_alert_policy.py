@@ -94,3 +94,16 @@ def test_most_severe() -> None:
     b = decide(K.ASYSTOLE, PLAIN, 0)
     assert policy.most_severe(a, b) is b and policy.most_severe(b, a) is b
     assert policy.most_severe(None, a) is a
+
+
+def test_loadtest_finds_the_vt_rule_in_reasons_whatever_the_severity() -> None:
+    # emon loadtest's vt_onset_to_screen looks for this reason prefix on screen
+    from simulators.loadtest.report import VT_REASON
+
+    plain = decide(EventKind.V_RUN, History(), 0, beats=5, rate_bpm=180.0)
+    chronic = decide(EventKind.V_RUN, History(chronic_patterns=frozenset({"v_run"})), 0, beats=5, rate_bpm=180.0)
+    short = decide(EventKind.V_RUN, History(), 0, beats=3, rate_bpm=180.0)
+    assert plain is not None and chronic is not None and short is not None
+    assert plain.reasons[0].startswith(VT_REASON) and plain.severity is Severity.CRITICAL
+    assert chronic.reasons[0].startswith(VT_REASON) and chronic.severity is Severity.URGENT
+    assert not short.reasons[0].startswith(VT_REASON)
