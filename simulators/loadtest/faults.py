@@ -32,7 +32,10 @@ UPSTREAM = {"kafka", "mosquitto", "gateway", "bridge"}  # faults that stop data 
 LAST_RUN: "FaultRun | None" = None  # the last run in this process (the log-privacy test reuses its logs)
 
 
-def scenario(duration_s: float, first_s: float = 25.0, every_s: float = 15.0) -> str:
+EVENT_EVERY_S = 15.0  # a VT run or a pause every 15 s per patient
+
+
+def scenario(duration_s: float, first_s: float = 25.0, every_s: float = EVENT_EVERY_S) -> str:
     """VT runs and pauses alternating every ``every_s``: one long episode (one alert) per patient."""
     parts, t, k = [], first_s, 0
     while t < duration_s - 10:
@@ -94,6 +97,7 @@ class FaultRunner:
         self.p = Pipeline(PipelineConfig(workdir=workdir, tag=tag, start_index=start_index, patients=patients,
                                          units=units, unit_start=unit_start, map_lookback_h=0.02))
         self.summaries: KafkaTail | None = None
+        self.events_t0_mono: float | None = None  # when the first scripted event is due (monotonic)
         self.flagged: KafkaTail | None = None
         self.alerts: KafkaTail | None = None
         self.faults: list[Fault] = []
@@ -145,9 +149,24 @@ class FaultRunner:
         self.wait_recovered(f, f.start_ms, name in UPSTREAM, timeout_s)
         return f
 
+    def _quiet_phase(self, after_event_s: float = 6.5) -> None:
+        """Wait until ``after_event_s`` past the start of a scripted event (VT 2.7 s, pause 4 s).
+
+        A restarted gateway's sessions judge runs reliably only after a few seconds of rhythm
+        (beat template and RR history start empty: a VT 3.3 s after a session's start came out
+        as V and S beats, from 4.3 s on as the run it is), so the gateway is killed where the
+        next event is ~8 s away: the test is about delivery, not about a cold session.
+        """
+        if self.events_t0_mono is None:
+            return
+        phase = (time.monotonic() - self.events_t0_mono) % EVENT_EVERY_S
+        time.sleep((after_event_s - phase) % EVENT_EVERY_S)
+
     def component_fault(self, name: str, timeout_s: float) -> Fault:
         f = Fault(name)
         procs = self.p.gateways if name == "gateway" else [name]
+        if name == "gateway":
+            self._quiet_phase()
         f.kill_ms = now_ms()
         for n in procs:
             self.p.kill(n)
@@ -179,9 +198,11 @@ class FaultRunner:
             sampler = ProcSampler(p.pids, period_s=5.0)
             # a fresh seed and event times per run: ids (device + sample index) never repeat a past run's
             seed = int(time.time()) % 100_000
+            first_s = 25.0 + (seed % 400) / 100
             p.procs.start("sim", p.sim_argv(sim_duration, truth_path,
-                                            scenario(sim_duration, first_s=25.0 + (seed % 400) / 100), fs_hz=250.0,
-                                            hr_bpm=70.0, seed=seed), p.env)
+                                            scenario(sim_duration, first_s=first_s, every_s=EVENT_EVERY_S),
+                                            fs_hz=250.0, hr_bpm=70.0, seed=seed), p.env)
+            self.events_t0_mono = time.monotonic() + first_s  # device clocks start ~1 s later (connects)
             self.log(f"load: {len(devices)} patients; warming up {warmup_s:.0f} s")
             time.sleep(warmup_s)
             plan: list[tuple[str, Callable[[], Fault]]] = []
