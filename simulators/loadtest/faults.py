@@ -97,7 +97,8 @@ class FaultRunner:
         self.p = Pipeline(PipelineConfig(workdir=workdir, tag=tag, start_index=start_index, patients=patients,
                                          units=units, unit_start=unit_start, map_lookback_h=0.02))
         self.summaries: KafkaTail | None = None
-        self.events_t0_mono: float | None = None  # when the first scripted event is due (monotonic)
+        self.first_event_s: float | None = None  # scripted events: first at this device time (s), then every 15 s
+        self.truth_path: Path | None = None
         self.flagged: KafkaTail | None = None
         self.alerts: KafkaTail | None = None
         self.faults: list[Fault] = []
@@ -149,18 +150,33 @@ class FaultRunner:
         self.wait_recovered(f, f.start_ms, name in UPSTREAM, timeout_s)
         return f
 
-    def _quiet_phase(self, after_event_s: float = 6.5) -> None:
-        """Wait until ``after_event_s`` past the start of a scripted event (VT 2.7 s, pause 4 s).
+    def _quiet_phase(self, after_event_s: float = 8.5) -> None:
+        """Wait until ``after_event_s`` past the start of the scripted events (every 15 s).
 
-        A restarted gateway's sessions judge runs reliably only after a few seconds of rhythm
-        (beat template and RR history start empty: a VT 3.3 s after a session's start came out
-        as V and S beats, from 4.3 s on as the run it is), so the gateway is killed where the
-        next event is ~8 s away: the test is about delivery, not about a cold session.
+        A restarted gateway loses what a session was still working on (a pause is reported
+        up to ~6.7 s after it starts: 4 s, the detector's release bound, a frame) and judges
+        runs reliably only after ~4 s of rhythm (beat template and RR history start empty: a
+        VT 3.3 s after a session's start came out as V and S beats, from 4.3 s on as the run).
+        So the gateway is killed 8.5-9.5 s after an event's start (devices' clocks are spread
+        over one second) and 5.5-6.5 s before the next: the test is about delivery.
         """
-        if self.events_t0_mono is None:
+        t0 = self._device_clock_start_ms()
+        if t0 is None or self.first_event_s is None:
             return
-        phase = (time.monotonic() - self.events_t0_mono) % EVENT_EVERY_S
+        first = t0 + self.first_event_s * 1000.0
+        phase = ((time.time() * 1000.0 - first) / 1000.0) % EVENT_EVERY_S
         time.sleep((after_event_s - phase) % EVENT_EVERY_S)
+
+    def _device_clock_start_ms(self) -> float | None:
+        """Device time of the first sample of the earliest device (from the simulator's truth file)."""
+        if self.truth_path is None or not self.truth_path.exists():
+            return None
+        starts = []
+        with self.truth_path.open() as fh:
+            for line in fh:
+                if '"seq":0,' in line.replace(" ", ""):
+                    starts.append(json.loads(line)["device_time_ms"])
+        return min(starts) if starts else None
 
     def component_fault(self, name: str, timeout_s: float) -> Fault:
         f = Fault(name)
@@ -202,7 +218,7 @@ class FaultRunner:
             p.procs.start("sim", p.sim_argv(sim_duration, truth_path,
                                             scenario(sim_duration, first_s=first_s, every_s=EVENT_EVERY_S),
                                             fs_hz=250.0, hr_bpm=70.0, seed=seed), p.env)
-            self.events_t0_mono = time.monotonic() + first_s  # device clocks start ~1 s later (connects)
+            self.first_event_s, self.truth_path = first_s, truth_path
             self.log(f"load: {len(devices)} patients; warming up {warmup_s:.0f} s")
             time.sleep(warmup_s)
             plan: list[tuple[str, Callable[[], Fault]]] = []
