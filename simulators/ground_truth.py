@@ -130,3 +130,19 @@ def load_truth(path: Path | str) -> Truth:
         dev.sent_ranges.sort()
         dev.beats.sort()
     return Truth(run, devices, summary)
+
+
+def device_clock_start_ms(path: Path | str) -> int | None:
+    """Device time of the earliest device's first sample (its ``seq`` 0 frame), None before any.
+
+    Safe on a file the simulator is still writing: only complete ``seq`` 0 frame lines are read.
+    """
+    starts: list[int] = []
+    with open(path) as fh:
+        for line in fh:
+            if '"seq":0,' not in line or not line.endswith("\n"):  # the recorder writes compact JSON
+                continue
+            rec = json.loads(line)
+            if rec.get("t") == "frame" and rec.get("seq") == 0:
+                starts.append(int(rec["device_time_ms"]))
+    return min(starts) if starts else None

@@ -50,7 +50,8 @@ def scenario_count(share: str | int, patients: int) -> int | None:
     if share == "all":
         return None
     if isinstance(share, str):
-        return max(1, round(patients * float(share[:-1]) / 100.0)) if float(share[:-1]) > 0 else 0
+        pct = float(share[:-1])
+        return max(1, round(patients * pct / 100.0)) if pct > 0 else 0
     return min(int(share), patients)
 
 
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
                                       align=100 if args.patients <= 100 else 1000)
     if args.unit_start is None:
         args.unit_start = next_block("units", args.units, 300, DEFAULT_UNITS)
+    scripted = scenario_count(args.scenario_patients, args.patients)
     tag = time.strftime("%m%d%H%M%S")
     workdir = args.workdir or state_dir() / "loadtest" / tag
     workdir.mkdir(parents=True, exist_ok=True)
@@ -114,15 +116,12 @@ def run(args: argparse.Namespace) -> int:
                    start_index=args.start_index, fast=args.fast, source=args.source,
                    scenario=shifted(args.scenario, (time.time_ns() // 10**6 % 3000) / 1000)
                    if args.source == "synthetic" else None,
-                   scenario_patients=scenario_count(args.scenario_patients, args.patients), fs_hz=args.fs,
-                   units=args.units,
-                   unit_start=args.unit_start, settle_s=args.settle,
+                   scenario_patients=scripted, fs_hz=args.fs, units=args.units, unit_start=args.unit_start, settle_s=args.settle,
                    log=lambda s: print(f"[loadtest] {s}", file=sys.stderr, flush=True))
     rep = res.report
     rep["workdir"] = str(workdir)
     rep["patient_start_index"], rep["unit_start"] = args.start_index, args.unit_start
-    n = scenario_count(args.scenario_patients, args.patients)
-    rep["scenario_patients"] = args.patients if n is None else n
+    rep["scenario_patients"] = args.patients if scripted is None else scripted
     print(format_report(rep))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(rep, indent=2))

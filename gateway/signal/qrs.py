@@ -293,21 +293,17 @@ class StreamingQrsDetector:
                 self._queued.append(x.copy())  # the caller may reuse its frame buffer
                 self._queued_n += x.size
                 if self._queued_n < self._batch:
-                    return self._release(self._release_horizon())
+                    return self._release(self.final_before)
                 x = np.concatenate(self._queued) if len(self._queued) > 1 else self._queued[0]
                 self._queued, self._queued_n = [], 0
             self._ingest(x)
             self._decide(self._n - self._look)
             self._update_states(final=False)
-        return self._release(self._release_horizon())
+        return self._release(self.final_before)
 
     @property
     def final_before(self) -> int:
-        """Every R peak before this sample index has been reported (or is being, by this call)."""
-        return self._release_horizon()
-
-    def _release_horizon(self) -> int:
-        """Detections before this index are final: no later decision can add one before it."""
+        """R peaks before this sample index are final: no later decision can add one before it."""
         fixed = self.samples_in - self.delay_samples
         if not self.config.early_release:
             return fixed

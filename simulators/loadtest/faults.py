@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from emon_core import topics
-from simulators.ground_truth import Truth, load_truth
+from simulators.ground_truth import Truth, device_clock_start_ms, load_truth
 from simulators.loadtest import report
 from simulators.loadtest.observe import KafkaTail, ProcSampler, now_ms
 from simulators.loadtest.pipeline import Pipeline, PipelineConfig, emon_exe
@@ -160,23 +160,14 @@ class FaultRunner:
         So the gateway is killed 8.5-9.5 s after an event's start (devices' clocks are spread
         over one second) and 5.5-6.5 s before the next: the test is about delivery.
         """
-        t0 = self._device_clock_start_ms()
-        if t0 is None or self.first_event_s is None:
+        if self.truth_path is None or self.first_event_s is None or not self.truth_path.exists():
+            return
+        t0 = device_clock_start_ms(self.truth_path)
+        if t0 is None:
             return
         first = t0 + self.first_event_s * 1000.0
         phase = ((time.time() * 1000.0 - first) / 1000.0) % EVENT_EVERY_S
         time.sleep((after_event_s - phase) % EVENT_EVERY_S)
-
-    def _device_clock_start_ms(self) -> float | None:
-        """Device time of the first sample of the earliest device (from the simulator's truth file)."""
-        if self.truth_path is None or not self.truth_path.exists():
-            return None
-        starts = []
-        with self.truth_path.open() as fh:
-            for line in fh:
-                if '"seq":0,' in line.replace(" ", ""):
-                    starts.append(json.loads(line)["device_time_ms"])
-        return min(starts) if starts else None
 
     def component_fault(self, name: str, timeout_s: float) -> Fault:
         f = Fault(name)

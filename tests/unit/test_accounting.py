@@ -6,7 +6,7 @@ from pathlib import Path
 
 from emon_core.contracts import BeatClass, EventKind, FlaggedBeat, RhythmEvent
 from simulators.accounting import account, account_frames
-from simulators.ground_truth import TruthRecorder, load_truth
+from simulators.ground_truth import TruthRecorder, device_clock_start_ms, load_truth
 
 FS = 360.0
 T0 = 1_700_000_000_000
@@ -139,3 +139,21 @@ def test_frame_accounting(tmp_path: Path) -> None:
     t = account_frames(truth, got)
     assert (t.expected, t.delivered, t.lost, t.duplicates, t.unexpected) == (4, 3, 1, 1, 1)
     assert truth.devices["dev-00000"].sent_seqs == [0, 1, 3]
+
+
+def test_device_clock_start_from_a_truth_file_still_being_written(tmp_path: Path) -> None:
+    path = tmp_path / "truth.jsonl"
+    rec = TruthRecorder(path)
+    rec.write({"t": "run", "schema": 1, "started_ms": 900, "patients": 2})
+    for dev, t0 in (("dev-00002", 1_000_500), ("dev-00001", 1_000_000)):
+        for seq in (0, 1):
+            rec.write({"device": dev, "seq": seq, "first": 250 * seq, "n": 250, "fs_hz": 250.0,
+                       "device_time_ms": t0 + 1000 * seq, "beats": [], "t": "frame", "sent_ms": t0 + 1000 * (seq + 1)})
+    rec.close()
+    assert device_clock_start_ms(path) == 1_000_000
+    with path.open("a") as fh:
+        fh.write('{"device":"dev-00003","seq":0,"first":0,"device_time_ms":5')  # a line still being written
+    assert device_clock_start_ms(path) == 1_000_000
+    empty = tmp_path / "empty.jsonl"
+    TruthRecorder(empty).close()
+    assert device_clock_start_ms(empty) is None
