@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from emon_core.contracts import BeatClass
 from emon_core.errors import EmonError
+from gateway.af_rule import AfRule, af_context, apply_af_rule
 from gateway.signal.beats import RR_FEATURES, BeatConfig
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
@@ -97,6 +98,7 @@ class BeatClassifier:
         self._batch = 0
         bias = self.card.get("class_log_bias")
         self.class_log_bias = np.asarray(bias if bias else [0.0] * len(CLASSES), dtype=np.float32)
+        self.af_rule: AfRule | None = AfRule.from_card(self.card)
 
     # -- spec ----------------------------------------------------------------------------
 
@@ -173,13 +175,22 @@ class BeatClassifier:
         return out
 
     def predict(self, windows: npt.ArrayLike, rr_features: npt.ArrayLike) -> npt.NDArray[np.int64]:
-        """Class index per beat: argmax of log-probabilities plus the card's per-class bias."""
-        return decide(self.classify(windows, rr_features), self.class_log_bias)
+        """Class index per beat: the card's decision (:func:`decide`) on the model's probabilities."""
+        return decide(self.classify(windows, rr_features), self.class_log_bias, self.af_rule, windows, rr_features)
 
 
-def decide(probs: npt.NDArray[np.float32], class_log_bias: npt.ArrayLike | None = None) -> npt.NDArray[np.int64]:
-    """Class index from probabilities and optional per-class log biases (chosen on DS1 validation)."""
+def decide(probs: npt.NDArray[np.float32], class_log_bias: npt.ArrayLike | None = None,
+           af_rule: AfRule | None = None, windows: npt.ArrayLike | None = None,
+           rr_features: npt.ArrayLike | None = None) -> npt.NDArray[np.int64]:
+    """Class index from probabilities: argmax of log-probability plus optional per-class log biases,
+    then, with ``af_rule`` (and the beats' ``windows`` and ``rr_features``), no S in an AF context
+    (:mod:`gateway.af_rule`). Biases and rule are chosen on DS1 cross-validation."""
     logp = np.log(np.maximum(np.asarray(probs, dtype=np.float32), 1e-6))
     if class_log_bias is not None:
         logp = logp + np.asarray(class_log_bias, dtype=np.float32)[None, :]
-    return np.argmax(logp, axis=1).astype(np.int64)
+    pred = np.argmax(logp, axis=1).astype(np.int64)
+    if af_rule is not None:
+        if windows is None or rr_features is None:
+            raise ValueError("the AF rule needs the beats' windows and RR features")
+        pred = apply_af_rule(pred, af_context(windows, rr_features, af_rule))
+    return pred

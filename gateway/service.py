@@ -28,6 +28,7 @@ from emon_core.contracts import BeatClass, ContractError, EcgFrame, decode
 from emon_core.registry import DeviceRegistry
 from emon_core.topics import MQTT_FRAMES_SUB, gateway_status_topic
 from gateway import messages
+from gateway.classifier import CLASSES, decide
 from gateway.device_session import DeviceSession, FrameRejected
 from gateway.messages import Outgoing
 from gateway.metrics import GatewayMetrics
@@ -312,9 +313,7 @@ class GatewayPipeline:
         probs = self.classifier.classify(windows, rr)
         self.metrics.classify_s.observe(time.perf_counter() - t0)
         self.metrics.batch.observe(len(windows))
-        logp = np.log(np.maximum(probs, 1e-6)) + self._bias[None, :]
-        decided = np.argmax(logp, axis=1)
-        from gateway.classifier import CLASSES
+        decided = decide(probs, self._bias, getattr(self.classifier, "af_rule", None), windows, rr)
 
         row = 0
         for s, p in work:

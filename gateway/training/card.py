@@ -66,7 +66,11 @@ def render_markdown(card: dict[str, Any]) -> str:
         + card["preprocessing"],
         "",
         f"Decision: argmax of log-probability + per-class bias {card['class_log_bias']} "
-        "(N S V F Q; chosen on DS1 validation).",
+        "(N S V F Q; chosen on DS1 validation)"
+        + (f"; then no S beat in an atrial-fibrillation context (`gateway/af_rule.py`): RR irregularity > "
+           f"{card['af_rule']['irregularity_min']} and the patient's template P-wave amplitude < "
+           f"{card['af_rule']['p_wave_max']} beat amplitudes -> N (thresholds chosen on DS1 validation)."
+           if card.get("af_rule") else "."),
         "",
         "## Training",
         "",

@@ -18,7 +18,7 @@ from gateway.evaluation.evaluate import class_metrics, confusion
 from gateway.training.card import write_card
 from gateway.training.dataset import build
 from gateway.training.train import (
-    ARCHITECTURES, MODEL_VARIANT, VALIDATION_RECORDS, choose_bias, convert_int8, cross_validate, intra_patient_report, load_training_sets,
+    ARCHITECTURES, MODEL_VARIANT, VALIDATION_RECORDS, choose_af_rule, choose_bias, convert_int8, cross_validate, intra_patient_report, load_training_sets,
     train_keras,
 )
 
@@ -100,13 +100,16 @@ def train_and_export(data_dir: str | Path, out_dir: str | Path, seed: int = 1, e
         ref = val.source == 0
         probs = clf.classify(val.windows[ref], val.rr[ref])
         bias, _ = choose_bias(probs, val.labels[ref])
-        val_metrics = class_metrics(confusion(val.labels[ref], decide(probs, bias)))
+        rule, _ = choose_af_rule(decide(probs, bias), val.labels[ref], val.windows[ref], val.rr[ref])
+        af_rule = rule.to_card() if rule is not None else None
+        val_metrics = class_metrics(confusion(val.labels[ref], decide(probs, bias, rule, val.windows[ref], val.rr[ref])))
         val_metrics["description"] = ("held-out DS1 records " + " ".join(VALIDATION_RECORDS)
                                       + ", int8 model, reference positions, biased decision")
         best_epoch = info["best_epoch"]
     else:
         assert cv is not None
         bias = cv["bias"]
+        af_rule = cv["af_rule"]
         val_metrics = cv["metrics_biased"]
         val_metrics["description"] = ("DS1 record-wise 4-fold cross-validation, out-of-fold float predictions, "
                                       "reference positions, biased decision")
@@ -134,6 +137,7 @@ def train_and_export(data_dir: str | Path, out_dir: str | Path, seed: int = 1, e
         "output": {"shape": [5], "dtype": "int8", "description": "softmax over N, S, V, F, Q"},
         "preprocessing": PREPROCESSING,
         "class_log_bias": bias,
+        "af_rule": af_rule,
         "training": {
             "command": command or f"emon model train --data {data_dir} --out {out_dir} --seed {seed} --epochs {epochs}",
             "seed": seed, "epochs": epochs, "best_epoch": best_epoch,
@@ -142,7 +146,8 @@ def train_and_export(data_dir: str | Path, out_dir: str | Path, seed: int = 1, e
                          "final model trained on all of DS1"),
             "train_records": [r for r in DS1 if r not in PACED_RECORDS and (not holdout or r not in VALIDATION_RECORDS)],
             "validation_records": list(VALIDATION_RECORDS) if holdout else [" ".join(f) for f in cv["folds"]],
-            "cross_validation": cv and {k: cv[k] for k in ("folds", "best_epoch", "bias", "per_epoch", "metrics_argmax")},
+            "cross_validation": cv and {k: cv[k] for k in ("folds", "best_epoch", "bias", "af_rule", "per_epoch",
+                                                           "metrics_argmax", "metrics_bias_only")},
             "int8_float_agreement": agree,
             "train_counts": {c: int(n) for c, n in zip(CLASS_NAMES, np.bincount(train.labels, minlength=5))},
             "class_weights": {CLASS_NAMES[k]: round(v, 3) for k, v in info["class_weights"].items()},

@@ -16,8 +16,10 @@ def synthetic_ecg(
     noise_mv: float = 0.01,
     wander_mv: float = 0.1,
     amplitude: float = 1.0,
+    p_wave: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(signal_mv, r_peak_times_s)``; ``rr_s`` is one RR or a per-beat sequence."""
+    """Return ``(signal_mv, r_peak_times_s)``; ``rr_s`` is one RR or a per-beat sequence;
+    ``p_wave=False`` leaves the P wave out (atrial fibrillation)."""
     rng = np.random.default_rng(seed)
     n = int(round(seconds * fs_hz))
     t = np.arange(n) / fs_hz
@@ -29,7 +31,7 @@ def synthetic_ecg(
     r_times = r_times[r_times < seconds - 0.4]
     x = np.zeros(n)
     for r in r_times:
-        for off, amp, width in _WAVES:
+        for off, amp, width in _WAVES[0 if p_wave else 1 :]:
             c = r + off
             lo, hi = max(0, int((c - 5 * width) * fs_hz)), min(n, int((c + 5 * width) * fs_hz) + 1)
             x[lo:hi] += amplitude * amp * np.exp(-0.5 * ((t[lo:hi] - c) / width) ** 2)
