@@ -15,13 +15,14 @@ from emon_core.cli import main
 
 pytestmark = pytest.mark.mitdb
 
-RECORDS = "100,200,233"
-# measured with the committed model beat-cnn-20261129-ed6b5e8e on these records: QRS Se 99.95 +P 99.97;
-# detected beats N Se 98.26, V Se 95.40 +P 99.77; reference positions N Se 98.51, V Se 95.05 +P 99.70.
-# Floors are those minus a margin (about 2 points; 0.3 for QRS).
+RECORDS = "100,200,221,233"  # 221: atrial fibrillation with PVCs (the AF rule keeps its N beats out of S)
+# measured with the committed model beat-cnn-20261203-bcd28536 on these records: QRS Se 99.97 +P 99.98;
+# detected beats N Se 98.50, S +P 79.17, V Se 98.24 +P 99.64; reference positions N Se 98.69, S +P 82.93,
+# V Se 98.19 +P 99.53. Without the AF rule S +P falls to ~39 % (68 of 221's AF beats called S).
+# Floors are those minus a margin (about 2 points; 0.3 for QRS; 9 for S +P, from 61 S beats).
 FLOORS = {
     ("qrs", "se"): 0.996, ("qrs", "ppv"): 0.996,
-    ("N", "se"): 0.96, ("V", "se"): 0.93, ("V", "ppv"): 0.97,
+    ("N", "se"): 0.965, ("V", "se"): 0.96, ("V", "ppv"): 0.975, ("S", "ppv"): 0.70,
 }
 
 
@@ -57,3 +58,4 @@ def test_floors(report: dict) -> None:
         assert m["N"]["se"] >= FLOORS[("N", "se")], block
         assert m["V"]["se"] >= FLOORS[("V", "se")], block
         assert m["V"]["ppv"] >= FLOORS[("V", "ppv")], block
+        assert m["S"]["ppv"] >= FLOORS[("S", "ppv")], block
