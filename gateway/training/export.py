@@ -18,7 +18,7 @@ from gateway.evaluation.evaluate import class_metrics, confusion
 from gateway.training.card import write_card
 from gateway.training.dataset import build
 from gateway.training.train import (
-    ARCHITECTURES, MODEL_VARIANT, VALIDATION_RECORDS, choose_af_rule, choose_bias, convert_int8, cross_validate, intra_patient_report, load_training_sets,
+    ARCHITECTURES, MODEL_VARIANT, VALIDATION_RECORDS, choose_decision, convert_int8, cross_validate, intra_patient_report, load_training_sets,
     train_keras,
 )
 
@@ -99,8 +99,7 @@ def train_and_export(data_dir: str | Path, out_dir: str | Path, seed: int = 1, e
     if holdout:
         ref = val.source == 0
         probs = clf.classify(val.windows[ref], val.rr[ref])
-        bias, _ = choose_bias(probs, val.labels[ref])
-        rule, _ = choose_af_rule(decide(probs, bias), val.labels[ref], val.windows[ref], val.rr[ref])
+        bias, rule = choose_decision(probs, val.labels[ref], val.windows[ref], val.rr[ref])
         af_rule = rule.to_card() if rule is not None else None
         val_metrics = class_metrics(confusion(val.labels[ref], decide(probs, bias, rule, val.windows[ref], val.rr[ref])))
         val_metrics["description"] = ("held-out DS1 records " + " ".join(VALIDATION_RECORDS)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.classifier import CLASSES, model_inputs
+from gateway.classifier import CLASSES, decide, model_inputs
 from gateway.evaluation.aami import CLASS_NAMES, DS1, PACED_RECORDS
 from gateway.evaluation.evaluate import class_metrics, confusion
 from gateway.training.dataset import BeatSet, build
@@ -102,35 +102,43 @@ def sv_score(conf: npt.NDArray[np.int64]) -> float:
     return float(np.nanmean(f) + 0.5 * (m["N"]["se"] if m["N"]["se"] == m["N"]["se"] else 0.0))
 
 
-def choose_bias(probs: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> tuple[list[float], float]:
-    """Per-class log biases for S and V chosen on validation (grid search on :func:`sv_score`)."""
-    from gateway.classifier import decide
+def choose_bias(probs: npt.NDArray[np.float32], labels: npt.NDArray[np.int64],
+                af_mask: npt.NDArray[np.bool_] | None = None) -> tuple[list[float], float]:
+    """Per-class log biases for S and V chosen on validation (grid search on :func:`sv_score`);
+    with ``af_mask``, scored on the decisions after the AF rule (:mod:`gateway.af_rule`)."""
+    from gateway.af_rule import apply_af_rule
 
     best = ([0.0] * K, -1.0)
     grid = np.arange(-2.0, 2.01, 0.25)
     for bs in grid:
         for bv in grid:
             bias = [0.0, float(bs), float(bv), 0.0, 0.0]
-            score = sv_score(confusion(labels, decide(probs, bias)))
+            pred = decide(probs, bias)
+            score = sv_score(confusion(labels, pred if af_mask is None else apply_af_rule(pred, af_mask)))
             if score > best[1] + 1e-9:
                 best = (bias, score)
     return best
 
 
-def choose_af_rule(pred: npt.NDArray[np.int64], labels: npt.NDArray[np.int64], windows: npt.NDArray[np.float32],
-                   rr: npt.NDArray[np.float32]) -> tuple[Any, float]:
-    """The AF-context rule (:mod:`gateway.af_rule`) with the best :func:`sv_score` on validation, or None
-    when no threshold pair beats the decisions without it."""
-    from gateway.af_rule import IRREGULARITY_GRID, P_WAVE_GRID, AfRule, af_context, apply_af_rule
+def choose_decision(probs: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], windows: npt.NDArray[np.float32],
+                    rr: npt.NDArray[np.float32]) -> tuple[list[float], Any]:
+    """Class biases and AF rule (or None) for the decision the gateway applies (:func:`gateway.classifier.decide`).
 
-    best: tuple[Any, float] = (None, sv_score(confusion(labels, pred)))
+    Joint grid search on :func:`sv_score`: for no rule and every threshold pair of
+    :mod:`gateway.af_rule`, the best biases with that rule in place; a rule is kept only
+    when it scores higher than the biases alone.
+    """
+    from gateway.af_rule import IRREGULARITY_GRID, P_WAVE_GRID, AfRule, af_context
+
+    bias, score = choose_bias(probs, labels)
+    best: tuple[list[float], Any, float] = (bias, None, score)
     for irr in IRREGULARITY_GRID:
         for pw in P_WAVE_GRID:
             rule = AfRule(irr, pw)
-            score = sv_score(confusion(labels, apply_af_rule(pred, af_context(windows, rr, rule))))
-            if score > best[1] + 1e-9:
-                best = (rule, score)
-    return best
+            bias, score = choose_bias(probs, labels, af_context(windows, rr, rule))
+            if score > best[2] + 1e-9:
+                best = (bias, rule, score)
+    return best[0], best[1]
 
 
 def train_keras(train: BeatSet, val: BeatSet | None, epochs: int, seed: int, batch_size: int = 256,
@@ -235,14 +243,10 @@ def cross_validate(data_dir: str | Path, epochs: int, seed: int) -> dict[str, An
         log.info("CV epoch %d score %.4f  N se %.3f  S se %.3f ppv %.3f  V se %.3f ppv %.3f", e + 1,
                  per_epoch[-1]["score"], m["N"]["se"], m["S"]["se"], m["S"]["ppv"], m["V"]["se"], m["V"]["ppv"])
     best = max(per_epoch, key=lambda d: d["score"])
-    bias, score = choose_bias(oof[best["epoch"] - 1], labels)
-    from gateway.classifier import decide
-
-    pred = decide(oof[best["epoch"] - 1], bias)
-    bias_only = class_metrics(confusion(labels, pred))
-    rule, _ = choose_af_rule(pred, labels, full.windows[ref_idx], full.rr[ref_idx])
-    if rule is not None:
-        pred = decide(oof[best["epoch"] - 1], bias, rule, full.windows[ref_idx], full.rr[ref_idx])
+    probs = oof[best["epoch"] - 1]
+    bias_only = class_metrics(confusion(labels, decide(probs, choose_bias(probs, labels)[0])))
+    bias, rule = choose_decision(probs, labels, full.windows[ref_idx], full.rr[ref_idx])
+    pred = decide(probs, bias, rule, full.windows[ref_idx], full.rr[ref_idx])
     biased = class_metrics(confusion(labels, pred))
     recs = full.records[ref_idx]
     per_record = {str(n): confusion(labels[recs == n], pred[recs == n]).tolist() for n in np.unique(recs)}
@@ -306,5 +310,5 @@ def intra_patient_report(data_dir: str | Path, records: list[str], epochs: int, 
             "best_epoch": info["best_epoch"]}
 
 
-__all__ = ["VALIDATION_RECORDS", "build_model", "class_weights", "choose_af_rule", "choose_bias", "convert_int8",
+__all__ = ["VALIDATION_RECORDS", "build_model", "class_weights", "choose_bias", "choose_decision", "convert_int8",
            "intra_patient_report", "load_training_sets", "train_keras", "cross_validate", "CV_FOLDS", "CLASS_NAMES"]

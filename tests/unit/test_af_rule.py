@@ -121,3 +121,26 @@ def test_gateway_pipeline_applies_the_rule(tmp_path: Path, rule: AfRule | None) 
     else:
         assert len(s_beats) < 0.15 * beats  # only the first beats, before the rhythm context is known
     p.outbox.close()
+
+
+def test_training_chooses_the_biases_with_the_rule_in_place() -> None:
+    """AF beats the model leans S on hide the real S beats until the rule takes them out."""
+    from gateway.training.train import choose_bias, choose_decision
+
+    n_af, n_s, n_n = 2000, 40, 2000
+    probs = np.concatenate([
+        np.tile([0.50, 0.45, 0.05, 0.0, 0.0], (n_af, 1)),  # N beats in AF: N by a small margin
+        np.tile([0.60, 0.35, 0.05, 0.0, 0.0], (n_s, 1)),  # real S beats: N by a small margin
+        np.tile([0.95, 0.03, 0.02, 0.0, 0.0], (n_n, 1)),  # plain N beats
+    ]).astype(np.float32)
+    labels = np.array([0] * n_af + [1] * n_s + [0] * n_n)
+    rr = np.zeros((len(labels), len(RR_FEATURES)), np.float32)
+    rr[:n_af, RR_FEATURES.index("irregularity")] = 0.3
+    windows = np.zeros((len(labels), 126, 2), np.float32)  # flat template: no P wave anywhere
+    bias_alone, _ = choose_bias(probs, labels)
+    bias, rule = choose_decision(probs, labels, windows, rr)
+    assert rule is not None and rule.irregularity_min < 0.3
+    assert bias_alone[1] < np.log(0.50 / 0.45)  # alone, calling the real S beats would call every AF beat S
+    assert bias[1] > np.log(0.60 / 0.35)  # with the AF beats out of the way, it pays
+    pred = decide(probs, bias, rule, windows, rr)
+    assert (pred[n_af:n_af + n_s] == 1).all() and (pred[:n_af] == 0).all()
