@@ -93,10 +93,12 @@ class VtLatency:
     rr_5_6: float  # the run's 5th beat -> the next R peak (its next-RR feature)
     lag5: float  # detector release lag of the run's 5th beat (one-sample feed)
     lag6: float  # ... of the beat after it
-    frame_wait: float  # that beat released by the pipeline (end of frame) - (its R + lag6)
+    frame_wait: float  # the releasing beat (the 5th when provisional, else the 6th) out of the pipeline
+    # (end of its frame) - (its R + its release lag)
     total: float | None  # onset -> end of the frame after which the >= 5-beat V-run revision was out
     beats: int  # beat_count of that revision
     first_v_called: int  # which scripted V beat the event's run starts at (1: the first)
+    provisional: bool  # the revision was sent on the 5th beat's provisional class (rhythm.py)
 
 
 def _pipeline(tmp: Path, classifier: Any) -> Any:
@@ -110,9 +112,11 @@ def _pipeline(tmp: Path, classifier: Any) -> Any:
 
 
 def replay_frames(pipeline: Any, samples_adu: npt.ArrayLike, fs_hz: float, gain: float, baseline: float,
-                  frame_s: float = 1.0, device: str = DEVICE) -> Iterable[tuple[int, list[Any]]]:
+                  frame_s: float = 1.0, device: str = DEVICE, kinds: tuple[str, ...] | None = None
+                  ) -> Iterable[tuple[int, list[Any]]]:
     """Feed ``samples_adu`` to ``pipeline`` in ``frame_s`` frames, a tick after each; yields
-    ``(samples fed, messages committed by that frame and tick)`` (decoded edge messages)."""
+    ``(samples fed, messages committed by that frame and tick)`` (decoded edge messages; only
+    outbox entries of ``kinds``, e.g. ``("event",)``, when given)."""
     from emon_core.contracts import EcgFrame, decode_edge
 
     x = np.asarray(samples_adu, dtype=np.float64)
@@ -129,7 +133,7 @@ def replay_frames(pipeline: Any, samples_adu: npt.ArrayLike, fs_hz: float, gain:
         entries = pipeline.outbox.peek(last_id, 100_000)
         if entries:
             last_id = entries[-1].id
-        yield i + chunk.size, [decode_edge(e.payload) for e in entries]
+        yield i + chunk.size, [decode_edge(e.payload) for e in entries if kinds is None or e.kind in kinds]
 
 
 def vt_onset_latency(seed: int, classifier: Any, fs_hz: float = 360.0, hr_bpm: float = 70.0, vt_at_s: float = 20.0,
@@ -161,6 +165,7 @@ def vt_onset_latency(seed: int, classifier: Any, fs_hz: float = 360.0, hr_bpm: f
     total: float | None = None
     beats = 0
     run_onset = onset
+    provisional = False
     with tempfile.TemporaryDirectory() as tmp:
         p = _pipeline(Path(tmp), classifier)
         for fed, msgs in replay_frames(p, ecg.samples, fs_hz, ecg.gain_adu_per_mv, ecg.baseline_adu, frame_s):
@@ -174,6 +179,7 @@ def vt_onset_latency(seed: int, classifier: Any, fs_hz: float = 360.0, hr_bpm: f
                     total = (fed - onset) / fs_hz
                     beats = m.beat_count
                     run_onset = int(m.onset_sample_index)
+                    provisional = "provisional" in m.detail
             if total is not None:
                 break
         p.outbox.close()
@@ -182,15 +188,95 @@ def vt_onset_latency(seed: int, classifier: Any, fs_hz: float = 360.0, hr_bpm: f
     fifth = int(v[min(j0 + confirm_beats - 1, v.size - 1)])
     after = ecg.beat_indices[ecg.beat_indices > fifth]
     sixth = int(after[0]) if after.size else fifth
-    rel6 = next((t for d, t in released_at.items() if abs(d - sixth) <= 0.15 * fs_hz), None)
-    lag6 = lag_of(sixth)
+    trigger = fifth if provisional else sixth
+    rel = next((t for d, t in released_at.items() if abs(d - trigger) <= 0.15 * fs_hz), None)
+    lag_trigger = lag_of(trigger)
     return VtLatency(
         seed=seed, onset_phase=(onset % max(1, int(round(frame_s * fs_hz)))) / fs_hz,
         onset_to_5th_r=(fifth - onset) / fs_hz, rr_5_6=(sixth - fifth) / fs_hz,
-        lag5=lag_of(fifth), lag6=lag6,
-        frame_wait=(rel6 / fs_hz - sixth / fs_hz - lag6) if rel6 is not None else float("nan"),
-        total=total, beats=beats, first_v_called=j0 + 1,
+        lag5=lag_of(fifth), lag6=lag_of(sixth),
+        frame_wait=(rel / fs_hz - trigger / fs_hz - lag_trigger) if rel is not None else float("nan"),
+        total=total, beats=beats, first_v_called=j0 + 1, provisional=provisional,
     )
+
+
+def count_v_runs(mitdb: Path, records: Iterable[str], classifier: Any, provisional: bool,
+                 min_beats: int = 5, frame_s: float = 1.0) -> dict[str, Any]:
+    """V-run events reaching ``min_beats`` beats (in any revision) against the reference runs.
+
+    Each record (lead 0, native rate, ADC units) is replayed through a fresh
+    :class:`GatewayPipeline` in ``frame_s`` frames with ``rhythm.run_confirm_provisional`` =
+    ``provisional``. The whole record counts (no learning period excluded). An event matches a
+    reference run of >= ``min_beats`` V beats when their spans overlap (0.15 s tolerance);
+    events matching no such run are counted against reference runs of >= 3 V beats too.
+    ``latency_s``: first >= ``min_beats`` revision (end of its frame) - reference run onset.
+    """
+    from emon_core.registry import DeviceRegistry
+    from gateway.outbox import Outbox
+    from gateway.service import GatewayPipeline
+    from gateway.settings import load_gateway_settings
+    from simulators.source import derive_run_events
+    from simulators.wfdb_source import load_record as load_adc
+
+    settings = load_gateway_settings(None, simulated=1, rhythm={"run_confirm_provisional": provisional})
+    out: dict[str, Any] = {"provisional": provisional, "min_beats": min_beats, "per_record": {}}
+    tot = {"reference": 0, "reference_3": 0, "events": 0, "matched": 0, "unmatched": 0, "in_3_to_4_run": 0,
+           "missed": 0, "provisional_sent": 0, "taken_back": 0}
+    lat: list[float] = []
+    for rec in records:
+        r = load_adc(mitdb, rec)
+        fs = r.fs_hz
+        tol = int(0.15 * fs)
+        runs3 = [e for e in derive_run_events(r.beat_indices, list(r.beat_classes), fs, min_run=3)
+                 if e.kind.value == "v_run"]
+        ref = [(e.onset_index, e.end_index) for e in runs3 if (e.beat_count or 0) >= min_beats]
+        events: dict[str, dict[str, Any]] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            p = GatewayPipeline(settings, DeviceRegistry.simulated(1), classifier, Outbox(Path(tmp) / "o.db"))
+            for fed, msgs in replay_frames(p, r.samples, fs, r.gain_adu_per_mv, r.baseline_adu, frame_s,
+                                           kinds=("event",)):
+                for m in msgs:
+                    if m.type != "rhythm_event" or m.kind.value != "v_run":
+                        continue
+                    e = events.setdefault(m.id, {"onset": m.onset_sample_index, "max": 0, "first_at": None,
+                                                 "provisional": False, "last_beats": 0})
+                    e["max"] = max(e["max"], m.beat_count)
+                    e["last_beats"] = m.beat_count  # the last revision (the final one once the run ended)
+                    e["end"] = m.onset_sample_index + int(round((m.end_time_ms - m.onset_time_ms) * fs / 1000.0))
+                    if m.beat_count >= min_beats and e["first_at"] is None:
+                        e["first_at"] = fed
+                    if "provisional" in m.detail:
+                        e["provisional"] = True
+            p.close_all()
+            p.outbox.close()
+        big = [e for e in events.values() if e["max"] >= min_beats]
+        hit_ref: set[int] = set()
+        rec_out = {"reference": len(ref), "events": len(big), "matched": 0, "unmatched": 0, "in_3_to_4_run": 0,
+                   "taken_back": 0, "provisional_sent": 0}
+        for e in big:
+            a, b = e["onset"], max(e["onset"], e.get("end", e["onset"]))
+            j = next((k for k, (ra, rb) in enumerate(ref) if a <= rb + tol and b >= ra - tol), None)
+            if j is not None:
+                rec_out["matched"] += 1
+                if j not in hit_ref:
+                    lat.append((e["first_at"] - ref[j][0]) / fs)
+                hit_ref.add(j)
+            else:
+                rec_out["unmatched"] += 1
+                if any(a <= rb + tol and b >= ra - tol for ra, rb in ((x.onset_index, x.end_index) for x in runs3)):
+                    rec_out["in_3_to_4_run"] += 1
+            rec_out["provisional_sent"] += int(e["provisional"])
+            if e["provisional"] and e["last_beats"] < min_beats:
+                rec_out["taken_back"] += 1
+        rec_out["missed"] = len(ref) - len(hit_ref)
+        out["per_record"][rec] = rec_out
+        for k in ("events", "matched", "unmatched", "in_3_to_4_run", "missed", "provisional_sent", "taken_back"):
+            tot[k] += rec_out[k]
+        tot["reference"] += len(ref)
+        tot["reference_3"] += len(runs3)
+    out["total"] = tot
+    out["latency_s"] = _stats(lat)
+    return out
 
 
 def _detected_so_far(session: Any) -> list[int]:
@@ -272,12 +358,15 @@ def print_latency(mitdb: Path, seeds: int = 20, seconds: float = 120.0, records:
     print(f"   {'component':<34} {'p50':>7} {'p95':>7} {'max':>7}")
     names = {"onset_to_5th_r": "onset -> run's 5th R peak", "rr_5_6": "5th -> 6th R (next-RR feature)",
              "lag5": "release lag, 5th beat (1-sample)", "lag6": "release lag, 6th beat (1-sample)",
-             "frame_wait": "6th released at frame end: + wait", "total": "onset -> V-run event (>= 5 beats)"}
+             "frame_wait": "release -> end of its frame", "total": "onset -> V-run event (>= 5 beats)"}
     for key, label in names.items():
         st = vt["summary"][key]
         print(f"   {label:<34} {st['p50']:7.3f} {st['p95']:7.3f} {st['max']:7.3f}")
     st = vt["aligned"]
     print(f"   {'... onset at a frame start (' + str(st['n']) + ' runs)':<34} {st['p50']:7.3f} {st['p95']:7.3f} {st['max']:7.3f}")
+    n_prov = sum(1 for r in vt["runs"] if r["provisional"])
+    print(f"   sent on the 5th beat's provisional class in {n_prov} of {len(vt['runs'])} runs"
+          " (else on its own class, i.e. when the 6th beat was released)")
     late = [(r["seed"], r["first_v_called"]) for r in vt["runs"] if r["first_v_called"] > 1]
     if late:
         print(f"   runs starting after the first V beat (seed, first beat of the run): {late}")
