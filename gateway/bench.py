@@ -260,6 +260,10 @@ def bench_signal(args: argparse.Namespace) -> int:
 
         lat = print_latency(opts.mitdb, seeds=opts.latency_seeds, seconds=opts.latency_seconds,
                             records=opts.records.split(",") if opts.records else None)
+        if opts.latency_vruns:
+            from gateway.bench_latency import print_v_runs
+
+            lat["v_runs"] = print_v_runs(opts.mitdb, opts.latency_vruns)
         if json_path:
             Path(json_path).write_text(json.dumps(lat, indent=2, default=float))
         return 0

@@ -11,9 +11,13 @@ Figures only, never assertions; offline and in-process (no broker, no services):
   (1 s), with a tick (classification) after every frame. The time is counted in samples fed:
   from the first V beat's R peak (the scripted onset) to the end of the frame after which
   the pipeline emitted the first ``v_run`` revision with >= ``run_confirm_beats`` beats.
-  Split into onset -> 5th V R peak, 5th -> 6th R (the 5th beat's features need the next RR),
-  the detector's release lag of the 5th and 6th V beats (one-sample feed of the same signal),
-  and the wait for the frame that carries the release.
+  Split into onset -> the run's 5th R peak, 5th -> 6th R (the 5th beat's features need the
+  next RR), the detector's release lag of the 5th and 6th beats (one-sample feed of the same
+  signal), and the wait for the end of the frame that carries the release (of the 5th beat
+  when the revision went out on its provisional class, see :mod:`gateway.rhythm`).
+* **V runs on MIT-BIH** (:func:`count_v_runs`, ``--latency-vruns DS2``): records replayed
+  through the pipeline with the provisional 5th beat off and on; events of >= 5 beats
+  against the reference runs.
 
 Units: seconds of signal unless the name says samples.
 """
@@ -380,3 +384,31 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency", action="store_true", help="only the QRS release lag and VT onset -> V-run figures")
     p.add_argument("--latency-seeds", type=int, default=20, help="synthetic VT patients (seeds 0..n-1)")
     p.add_argument("--latency-seconds", type=float, default=120.0, help="MIT-BIH seconds per record for the lag")
+    p.add_argument("--latency-vruns", default=None, metavar="RECORDS",
+                   help="also count V-run events on MIT-BIH records (DS1, DS2, all or names), provisional off and on")
+
+
+def print_v_runs(mitdb: Path, spec: str) -> dict[str, Any]:
+    """Print (and return) :func:`count_v_runs` with ``run_confirm_provisional`` off and on."""
+    from gateway.evaluation.evaluate import resolve_records
+    from gateway.service import load_classifier
+    from gateway.settings import load_gateway_settings
+
+    records = resolve_records(mitdb, spec)
+    if spec.strip().lower() == "all":
+        from gateway.evaluation.aami import PACED_RECORDS
+
+        records = [r for r in records if r not in PACED_RECORDS]
+    clf = load_classifier(load_gateway_settings(None, simulated=1))
+    out = {}
+    print(f"\n== V-run events of >= 5 beats, MIT-BIH {spec} ({len(records)} records, whole records, 1 s frames)")
+    print(f"   {'provisional':<12} {'ref >=5':>8} {'events':>7} {'outside':>8} {'missed':>7} {'prov.':>6} {'back':>5}"
+          f"  {'onset->event p50 / max s':>25}")
+    for prov in (False, True):
+        r = count_v_runs(mitdb, records, clf, prov)
+        out["on" if prov else "off"] = r
+        t, lat = r["total"], r["latency_s"]
+        print(f"   {'on' if prov else 'off':<12} {t['reference']:>8} {t['events']:>7} {t['unmatched']:>8} {t['missed']:>7}"
+              f" {t['provisional_sent']:>6} {t['taken_back']:>5}  {lat['p50']:>12.2f} / {lat['max']:.2f}")
+    print("   outside: events overlapping no reference run of >= 5 V beats; back: provisional 5th beat taken back")
+    return out
