@@ -19,8 +19,10 @@ the last one).
 Rules (thresholds in :class:`gateway.settings.RhythmSettings`):
 
 * V run / S run: >= ``run_min_beats`` consecutive V (S) beats; rate from the run's RR
-  intervals; ``detail`` says VT/SVT when the rate is >= ``vt_rate_bpm``. A V run one beat
-  short of ``run_confirm_beats`` takes the next beat's provisional class
+  intervals; ``detail`` says VT/SVT when the rate is >= ``vt_rate_bpm``. A V run at
+  >= ``vt_rate_bpm`` one beat short of ``run_confirm_beats`` takes the next beat's
+  provisional class, if that beat's previous RR is within :data:`PROVISIONAL_RR_TOLERANCE`
+  of the run's mean RR
   (:meth:`RhythmTracker.on_provisional_beat`, the beat classified with its next RR assumed
   equal to its previous one) to send the ``run_confirm_beats`` revision one RR and one
   detector release earlier; the beat's own classification then confirms it (a revision
@@ -45,6 +47,9 @@ from gateway.settings import RhythmSettings
 
 ECTOPY_WINDOW_S = 60.0
 MIN_RATE_RR = 4
+# a provisional beat counts only inside a regular run: its previous RR within this fraction of
+# the run's mean RR (the next RR it is classified with is that previous RR)
+PROVISIONAL_RR_TOLERANCE = 0.25
 
 
 @dataclass(frozen=True)
@@ -214,19 +219,23 @@ class RhythmTracker:
             self.cfg.run_confirm_provisional and run is not None and self._run_cls is BeatClass.V
             and self._provisional is None and len(run.beats) + 1 == self.cfg.run_confirm_beats
             and self.cfg.run_confirm_beats >= self.cfg.run_min_beats and self._provisional_tried != run.beats[-1]
+            and run.rate is not None and run.rate >= self.cfg.vt_rate_bpm  # only a VT needs the speed
         )
 
     def on_provisional_beat(self, index: int, cls: BeatClass) -> list[EventUpdate]:
         """The beat after the run, classified before its next R peak is known (next RR taken as
         its previous RR). When :attr:`wants_provisional` and ``cls`` is V, the run is sent with
         this beat, ``detail`` noting it is provisional; :meth:`on_beat` of the same beat then
-        confirms or removes it. Otherwise nothing happens (the beat waits for its own class)."""
+        confirms or removes it. Otherwise nothing happens (the beat waits for its own class), as
+        when the run is slower than ``vt_rate_bpm`` or the beat's previous RR is not within
+        :data:`PROVISIONAL_RR_TOLERANCE` of the run's mean RR (the assumed next RR would be a guess)."""
         out: list[EventUpdate] = []
         run = self._run
         if not self.wants_provisional or run is None or index <= run.beats[-1]:
             return out
         self._provisional_tried = run.beats[-1]
-        if cls is not BeatClass.V:
+        mean_rr = (run.beats[-1] - run.beats[0]) / (len(run.beats) - 1)
+        if cls is not BeatClass.V or abs(index - run.beats[-1] - mean_rr) > PROVISIONAL_RR_TOLERANCE * mean_rr:
             return out
         self._provisional = index
         self._grow_run(run, index, BeatClass.V)

@@ -194,3 +194,16 @@ def test_provisional_off_and_close_drops_a_provisional_beat() -> None:
     _, run = _four_v_beats(t)
     t.on_provisional_beat(run[4][0], V)
     assert [(u.beat_count, u.final) for u in t.close(run[4][0] + 100)] == [(4, True)]
+
+
+def test_no_provisional_beat_for_a_slow_run_or_off_the_run_s_rhythm() -> None:
+    slow = RhythmTracker(FS)
+    beats = sinus(0, 10, 0.8)
+    run = [(beats[-1][0] + int(0.5 * FS) + int(round(i * 0.75 * FS)), V) for i in range(5)]  # 80 bpm
+    feed(slow, beats + run[:4])
+    assert not slow.wants_provisional and slow.on_provisional_beat(run[4][0], V) == []
+    t = RhythmTracker(FS)
+    _, run = _four_v_beats(t)
+    late = run[3][0] + int(0.5 * FS)  # 0.5 s after a 0.33 s rhythm: next RR = previous RR is a guess
+    assert t.wants_provisional and t.on_provisional_beat(late, V) == []
+    assert not t.wants_provisional  # asked once per run beat
