@@ -9,7 +9,9 @@ over MIT-BIH (all 48 records, 5 with ``--quick``) and per noise level on the noi
 test records 118e*/119e*.
 
 Options after ``emon bench signal`` (``rest``): ``--mitdb DIR``, ``--nstdb DIR``,
-``--records 100,101``, ``--frame-s 1.0``, ``--no-baselines``, ``--seconds 600``.
+``--records 100,101``, ``--frame-s 1.0``, ``--no-baselines``, ``--seconds 600``;
+``--latency`` prints only the QRS release lag and the VT onset -> V-run event figures
+(:mod:`gateway.bench_latency`; ``--latency-seeds 20``, ``--latency-seconds 120``).
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ def _parse_rest(rest: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", dest="json_path", default=None)
     p.add_argument("--plot", default=None)
+    from gateway.bench_latency import add_options
+
+    add_options(p)
     return p.parse_args([a for a in (rest or []) if a != "--"])
 
 
@@ -250,6 +255,18 @@ def bench_signal(args: argparse.Namespace) -> int:
     json_path = getattr(args, "json_path", None) or opts.json_path
     plot_path = getattr(args, "plot", None) or opts.plot
     seconds = opts.seconds or (120.0 if quick else 1800.0)
+    if opts.latency:
+        from gateway.bench_latency import print_latency
+
+        lat = print_latency(opts.mitdb, seeds=opts.latency_seeds, seconds=opts.latency_seconds,
+                            records=opts.records.split(",") if opts.records else None)
+        if opts.latency_vruns:
+            from gateway.bench_latency import print_v_runs
+
+            lat["v_runs"] = print_v_runs(opts.mitdb, opts.latency_vruns)
+        if json_path:
+            Path(json_path).write_text(json.dumps(lat, indent=2, default=float))
+        return 0
     figures: dict[str, Any] = {"stages": [s.name for s in STAGES]}
 
     x = _throughput_signal(opts.mitdb, seconds)

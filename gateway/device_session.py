@@ -13,6 +13,7 @@ the signal core runs at :data:`MODEL_FS_HZ` from pipeline sample 0 = device samp
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -90,6 +91,8 @@ class DeviceSession:
         self._raw_start = frame.first_sample_index
         self.frames_in = 0
         self.bytes_in = 0
+        self.last_sent_ms = frame.device_time_ms  # device time of the end of the last frame
+        self.last_received_ms = 0  # gateway wall clock when the last frame arrived
         self._reset_pipeline(frame.first_sample_index)
 
     def _reset_pipeline(self, base_index: int) -> None:
@@ -152,6 +155,7 @@ class DeviceSession:
             ups += self.rhythm.signal("lead_off", first, frame.lead_off, "lead off")
         mv = adu_to_mv(frame.samples, frame.gain_adu_per_mv, frame.baseline_adu)
         end_ms = frame.device_time_ms + int(round(len(frame.samples) * 1000.0 / self.fs))
+        self.last_sent_ms, self.last_received_ms = end_ms, received_ms
         ups += self._feed(mv, first, end_ms, received_ms)
         return ups
 
@@ -222,6 +226,23 @@ class DeviceSession:
     def take_pending(self) -> list[PendingBeats]:
         out, self.pending = self.pending, []
         return out
+
+    def provisional_beat(self) -> BeatBatch | None:
+        """Features of the next beat to be classified, before the R peak after it is known.
+
+        The extractor holds the last detected beat until the next R peak gives its next RR; its
+        window is already complete. A copy of the extractor is flushed, which computes that beat
+        exactly as the end of a stream does (next RR = previous RR; the exact next RR when the
+        next R peak is already detected). The real extractor is untouched. None when there is
+        no such beat (or its window is not complete).
+        """
+        b = copy.deepcopy(self.extractor).flush()
+        if not len(b):
+            return None
+        r = int(b.r_samples[0])
+        if r + self.extractor.delay_samples + self.extractor.config.post_samples > self.resampler.samples_out:
+            return None  # a window padded by flush() is not what the model would see later
+        return BeatBatch(b.r_samples[:1], b.windows[:1], b.rr[:1])
 
     def strip(self, start: int, stop: int, marks: list[int] | tuple[int, ...] = ()) -> EcgStrip | None:
         """Raw ECG in microvolts for device samples ``[start, stop)`` (clipped to what is kept)."""

@@ -19,7 +19,14 @@ the last one).
 Rules (thresholds in :class:`gateway.settings.RhythmSettings`):
 
 * V run / S run: >= ``run_min_beats`` consecutive V (S) beats; rate from the run's RR
-  intervals; ``detail`` says VT/SVT when the rate is >= ``vt_rate_bpm``.
+  intervals; ``detail`` says VT/SVT when the rate is >= ``vt_rate_bpm``. A V run at
+  >= ``vt_rate_bpm`` one beat short of ``run_confirm_beats`` takes the next beat's
+  provisional class, if that beat's previous RR is within :data:`PROVISIONAL_RR_TOLERANCE`
+  of the run's mean RR
+  (:meth:`RhythmTracker.on_provisional_beat`, the beat classified with its next RR assumed
+  equal to its previous one) to send the ``run_confirm_beats`` revision one RR and one
+  detector release earlier; the beat's own classification then confirms it (a revision
+  without the "provisional" note) or takes it back (a final revision without that beat).
 * pause: no R peak for >= ``pause_s``; asystole (a separate event at the same onset):
   >= ``asystole_s``. Not raised when the signal was lost during the gap.
 * brady/tachycardia: heart rate as bedside monitors compute it, 60 / mean of the last
@@ -40,6 +47,9 @@ from gateway.settings import RhythmSettings
 
 ECTOPY_WINDOW_S = 60.0
 MIN_RATE_RR = 4
+# a provisional beat counts only inside a regular run: its previous RR within this fraction of
+# the run's mean RR (the next RR it is classified with is that previous RR)
+PROVISIONAL_RR_TOLERANCE = 0.25
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,8 @@ class RhythmTracker:
         self._asystole: _Open | None = None
         self._run: _Open | None = None
         self._run_cls: BeatClass | None = None
+        self._provisional: int | None = None  # a provisional V beat appended to the run
+        self._provisional_tried: int | None = None  # last run beat a provisional was asked after
         self._rate: dict[EventKind, _Open] = {}
         self._rate_since: dict[EventKind, int] = {}
         self._v_times: deque[int] = deque()  # V beats outside runs (singles, couplets)
@@ -198,9 +210,67 @@ class RhythmTracker:
 
     # -- classified beats: runs and ectopy -------------------------------------------------
 
+    @property
+    def wants_provisional(self) -> bool:
+        """True when a V run is one beat short of ``run_confirm_beats`` and the beat after it
+        has not been provisionally classified yet (see :meth:`on_provisional_beat`)."""
+        run = self._run
+        return (
+            self.cfg.run_confirm_provisional and run is not None and self._run_cls is BeatClass.V
+            and self._provisional is None and len(run.beats) + 1 == self.cfg.run_confirm_beats
+            and self.cfg.run_confirm_beats >= self.cfg.run_min_beats and self._provisional_tried != run.beats[-1]
+            and run.rate is not None and run.rate >= self.cfg.vt_rate_bpm  # only a VT needs the speed
+        )
+
+    def on_provisional_beat(self, index: int, cls: BeatClass) -> list[EventUpdate]:
+        """The beat after the run, classified before its next R peak is known (next RR taken as
+        its previous RR). When :attr:`wants_provisional` and ``cls`` is V, the run is sent with
+        this beat, ``detail`` noting it is provisional; :meth:`on_beat` of the same beat then
+        confirms or removes it. Otherwise nothing happens (the beat waits for its own class), as
+        when the run is slower than ``vt_rate_bpm`` or the beat's previous RR is not within
+        :data:`PROVISIONAL_RR_TOLERANCE` of the run's mean RR (the assumed next RR would be a guess)."""
+        out: list[EventUpdate] = []
+        run = self._run
+        if not self.wants_provisional or run is None or index <= run.beats[-1]:
+            return out
+        self._provisional_tried = run.beats[-1]
+        mean_rr = (run.beats[-1] - run.beats[0]) / (len(run.beats) - 1)
+        if cls is not BeatClass.V or abs(index - run.beats[-1] - mean_rr) > PROVISIONAL_RR_TOLERANCE * mean_rr:
+            return out
+        self._provisional = index
+        self._grow_run(run, index, BeatClass.V)
+        run.detail += f" (beat {len(run.beats)} provisional)"
+        self._emit(out, run)
+        return out
+
+    def _drop_provisional(self) -> None:
+        """Take the provisional beat out of the run before its own classification is applied."""
+        run, p = self._run, self._provisional
+        self._provisional = None
+        if run is not None and p is not None and run.beats and run.beats[-1] == p:
+            run.beats.pop()
+            run.end = run.beats[-1]
+            self._describe_run(run, self._run_cls)
+
+    def _describe_run(self, run: _Open, run_cls: BeatClass | None) -> None:
+        n = len(run.beats)
+        if n >= 2:
+            run.rate = 60.0 * self.fs * (n - 1) / (run.beats[-1] - run.beats[0])
+            fast = run.rate >= self.cfg.vt_rate_bpm
+            name = ("VT" if fast else "slow ventricular run") if run_cls is BeatClass.V else (
+                "SVT" if fast else "slow supraventricular run")
+            run.detail = f"{name}, {n} beats"
+
+    def _grow_run(self, run: _Open, index: int, run_cls: BeatClass) -> None:
+        run.beats.append(index)
+        run.end = index
+        self._describe_run(run, run_cls)
+
     def on_beat(self, index: int, cls: BeatClass) -> list[EventUpdate]:
         """A classified beat (in order)."""
         out: list[EventUpdate] = []
+        if self._provisional is not None:
+            self._drop_provisional()
         run_cls = cls if cls in (BeatClass.V, BeatClass.S) else None
         if self._run is not None and run_cls is not self._run_cls:
             self._close_run(out)
@@ -209,15 +279,8 @@ class RhythmTracker:
                 kind = EventKind.V_RUN if run_cls is BeatClass.V else EventKind.S_RUN
                 self._run, self._run_cls = _Open(kind, index, index), run_cls
             run = self._run
-            run.beats.append(index)
-            run.end = index
+            self._grow_run(run, index, run_cls)
             n = len(run.beats)
-            if n >= 2:
-                run.rate = 60.0 * self.fs * (n - 1) / (run.beats[-1] - run.beats[0])
-                fast = run.rate >= self.cfg.vt_rate_bpm
-                name = ("VT" if fast else "slow ventricular run") if run_cls is BeatClass.V else (
-                    "SVT" if fast else "slow supraventricular run")
-                run.detail = f"{name}, {n} beats"
             if n == self.cfg.run_min_beats or (n > self.cfg.run_min_beats and (
                 n == self.cfg.run_confirm_beats or (n - self.cfg.run_min_beats) % self.cfg.run_update_beats == 0
             )):
@@ -314,6 +377,8 @@ class RhythmTracker:
     def close(self, index: int) -> list[EventUpdate]:
         """The device left: final revisions of every confirmed open event."""
         out: list[EventUpdate] = []
+        if self._provisional is not None:
+            self._drop_provisional()
         self._close_run(out)
         for ev in [self._pause, self._asystole, self._ectopy, *self._rate.values()]:
             if ev is not None and ev.sent_revision >= 0:

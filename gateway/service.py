@@ -303,20 +303,27 @@ class GatewayPipeline:
         self._housekeeping(now_mono)
         return self.commit()
 
+    def _decide(self, windows: np.ndarray, rr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and decided class indices of a batch (the model card's decision:
+        class biases and AF rule, :func:`gateway.classifier.decide`)."""
+        t0 = time.perf_counter()
+        probs = self.classifier.classify(windows, rr)
+        self.metrics.classify_s.observe(time.perf_counter() - t0)
+        self.metrics.batch.observe(len(windows))
+        return probs, decide(probs, self._bias, getattr(self.classifier, "af_rule", None), windows, rr)
+
     def _classify(self) -> None:
         work = [(s, p) for s in self.sessions.values() for p in s.take_pending()]
         if not work:
             return
         windows = np.concatenate([p.batch.windows for _, p in work])
         rr = np.concatenate([p.batch.rr for _, p in work])
-        t0 = time.perf_counter()
-        probs = self.classifier.classify(windows, rr)
-        self.metrics.classify_s.observe(time.perf_counter() - t0)
-        self.metrics.batch.observe(len(windows))
-        decided = decide(probs, self._bias, getattr(self.classifier, "af_rule", None), windows, rr)
+        probs, decided = self._decide(windows, rr)
 
         row = 0
+        touched: dict[str, DeviceSession] = {}
         for s, p in work:
+            touched[s.device_id] = s
             for j in range(len(p.batch)):
                 cls = CLASSES[int(decided[row])]
                 index = int(s.to_device_index(int(p.batch.r_samples[j])))
@@ -330,6 +337,21 @@ class GatewayPipeline:
                     self.metrics.flagged.inc()
                 self._events(s, s.rhythm.on_beat(index, cls), p.device_sent_ms, p.received_ms)
                 row += 1
+        self._classify_provisional([s for s in touched.values() if s.rhythm.wants_provisional])
+
+    def _classify_provisional(self, sessions: list[DeviceSession]) -> None:
+        """V runs one beat short of ``run_confirm_beats``: classify the beat after each now (its
+        next RR taken equal to its previous RR) rather than when the R peak after it is
+        released; only the rhythm tracker sees this class (:meth:`RhythmTracker.on_provisional_beat`),
+        the beat itself is counted and flagged when its own classification comes."""
+        todo = [(s, b) for s in sessions if (b := s.provisional_beat()) is not None]
+        if not todo:
+            return
+        _, decided = self._decide(np.concatenate([b.windows for _, b in todo]), np.concatenate([b.rr for _, b in todo]))
+
+        for (s, b), k in zip(todo, decided):
+            index = int(s.to_device_index(int(b.r_samples[0])))
+            self._events(s, s.rhythm.on_provisional_beat(index, CLASSES[int(k)]), s.last_sent_ms, s.last_received_ms)
 
     def _housekeeping(self, now_mono: float) -> None:
         for dev, s in list(self.sessions.items()):

@@ -46,6 +46,12 @@ class RhythmSettings(BaseModel):
     # one more revision when a run reaches this many beats: the centre's VT rule is >= 5 beats,
     # so a VT alarm does not wait for the run's end or its next update
     run_confirm_beats: int = Field(5, ge=2, le=1000)
+    # a V run at >= vt_rate_bpm one beat short of run_confirm_beats: classify the next beat as
+    # soon as it is detected, its next RR taken equal to its previous RR, and send the
+    # run_confirm_beats revision if it is V and in the run's rhythm (``detail`` says so;
+    # corrected by a final revision if the beat's own classification is not V) instead of
+    # waiting for the R peak after it (gateway.rhythm)
+    run_confirm_provisional: bool = True
     pause_s: float = Field(3.0, gt=0.5, le=30)
     asystole_s: float = Field(6.0, gt=0.5, le=60)
     rate_rr_count: int = Field(12, ge=2, le=64)

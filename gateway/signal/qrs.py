@@ -23,11 +23,16 @@ Every decision is taken at a stream position that depends on the data only, so a
 chunking (1 sample .. 10 s) gives identical detections, and each R peak at sample ``r`` is
 reported at most ``delay_samples`` after it happened (:attr:`delay_samples`: 606 samples =
 1.68 s with the default config at 360 Hz; the bound comes from the searchback interval, at
-most 1.4 s after the previous beat, and the VF check's look-ahead), or by :meth:`flush` at
+most 1.4 s after the previous beat), or by :meth:`flush` at
 the end of the stream. By default a peak is released as soon as no earlier one can still be
 found (a later candidate or searchback can only add peaks after ``min(next candidate,
-searchback start) - back``): on MIT-BIH 1.03-1.08 s after it at the median, p95 ~1.3 s,
-limited by the VF check's look-ahead; an alarm no longer waits the full bound for every beat.
+searchback start) - back``): on MIT-BIH 0.48 s after it at the median, p95 0.68 s (the first
+2 min of records 100, 119, 201, 203, 208 fed one sample at a time: ``emon bench signal
+--latency``). The floor is the candidate's neighbourhood (a candidate is decided 250 ms after
+its feature peak) plus how far before its candidate an R peak can lie (``back``, 225 ms);
+above it, the wait for the candidate's half-second VF block and the 0.1 s VF look-ahead (the
+look-ahead was 0.7 s until 2026-12-03: median 1.06 s, p95 1.28 s). An alarm does not wait
+the full bound for every beat.
 ``QrsConfig(early_release=False)`` reports every peak exactly when sample
 ``r + delay_samples`` arrives. Which peaks are found does not depend on this.
 Each call costs ~0.2 ms of fixed overhead: with frames shorter than ~1 s, set
@@ -92,7 +97,10 @@ class QrsConfig:
     state_block_s: float = 1.0  # signal-state reporting granularity
     batch_s: float = 0.0  # process input in batches of at least this long: less per-call cost, longer delay
     vf_window_s: float = 4.0  # VF-filter leakage window (Kuo & Dillman 1978), ends vf_lookahead_s after
-    vf_lookahead_s: float = 0.7  # ... the candidate's half-second block
+    # ... the candidate's half-second block. Every candidate waits for it: 0.7 s had cost each R
+    # peak ~0.6 s of release lag for no measured gain (MIT-BIH all 48: the same TP/FN, FP 134
+    # at 0.7 s, 122 at 0.1 s, all the difference in record 207's flutter; nstdb identical)
+    vf_lookahead_s: float = 0.1
     vf_enter_leakage: float = 0.406  # leakage below this: ventricular flutter/fibrillation-like
     vf_exit_leakage: float = 0.6  # ... until it rises above this (hysteresis)
     noise_candidates_per_s: float = 6.0  # more feature peaks than this per block: noisy

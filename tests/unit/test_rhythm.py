@@ -147,3 +147,63 @@ def test_close_finalises_open_events() -> None:
     feed(t, sinus(0, 5, 0.8) + sinus(2000, 6, 0.33, V))  # revisions at 3 and 5 beats sent
     ups = t.close(5000)
     assert [(u.kind, u.final, u.beat_count) for u in ups] == [(EventKind.V_RUN, True, 6)]
+
+
+def _four_v_beats(t: RhythmTracker) -> tuple[list, list[tuple[int, BeatClass]]]:
+    beats = sinus(0, 10, 0.8)
+    run = [(beats[-1][0] + int(0.5 * FS) + int(round(i * FS / 3)), V) for i in range(10)]  # 180 bpm
+    return feed(t, beats + run[:4]), run
+
+
+def test_provisional_fifth_v_beat_sends_the_vt_sized_revision_and_its_own_class_confirms_it() -> None:
+    t = RhythmTracker(FS)
+    ups, run = _four_v_beats(t)
+    assert [u.beat_count for u in ups if u.kind is EventKind.V_RUN] == [3]
+    assert t.wants_provisional
+    early = t.on_provisional_beat(run[4][0], V)
+    assert [(u.revision, u.beat_count, u.end_index) for u in early] == [(1, 5, run[4][0])]
+    assert "provisional" in early[0].detail and early[0].detail.startswith("VT, 5 beats")
+    assert not t.wants_provisional and t.on_provisional_beat(run[4][0], V) == []
+    rest = [u for u in feed(t, run[4:] + sinus(run[-1][0] + int(FS), 3, 0.8)) if u.kind is EventKind.V_RUN]
+    # the beat's own class: the same 5 beats without the note; then the run grows and ends as before
+    assert [(u.revision, u.beat_count) for u in rest] == [(2, 5), (3, 10)]
+    assert "provisional" not in rest[0].detail and rest[-1].final
+
+
+def test_provisional_v_beat_taken_back_when_its_own_class_is_not_v() -> None:
+    t = RhythmTracker(FS)
+    _, run = _four_v_beats(t)
+    t.on_provisional_beat(run[4][0], V)
+    back = t.on_beat(run[4][0], N)
+    assert [(u.revision, u.beat_count, u.final, u.end_index) for u in back] == [(2, 4, True, run[3][0])]
+    assert "provisional" not in back[0].detail
+
+
+def test_provisional_non_v_beat_changes_nothing_and_is_asked_once() -> None:
+    t = RhythmTracker(FS)
+    _, run = _four_v_beats(t)
+    assert t.on_provisional_beat(run[4][0], N) == [] and not t.wants_provisional
+    assert [u.beat_count for u in t.on_beat(run[4][0], V)] == [5]  # its own class sends the revision
+
+
+def test_provisional_off_and_close_drops_a_provisional_beat() -> None:
+    off = RhythmTracker(FS, RhythmSettings(run_confirm_provisional=False))
+    _, run = _four_v_beats(off)
+    assert not off.wants_provisional and off.on_provisional_beat(run[4][0], V) == []
+    t = RhythmTracker(FS)
+    _, run = _four_v_beats(t)
+    t.on_provisional_beat(run[4][0], V)
+    assert [(u.beat_count, u.final) for u in t.close(run[4][0] + 100)] == [(4, True)]
+
+
+def test_no_provisional_beat_for_a_slow_run_or_off_the_run_s_rhythm() -> None:
+    slow = RhythmTracker(FS)
+    beats = sinus(0, 10, 0.8)
+    run = [(beats[-1][0] + int(0.5 * FS) + int(round(i * 0.75 * FS)), V) for i in range(5)]  # 80 bpm
+    feed(slow, beats + run[:4])
+    assert not slow.wants_provisional and slow.on_provisional_beat(run[4][0], V) == []
+    t = RhythmTracker(FS)
+    _, run = _four_v_beats(t)
+    late = run[3][0] + int(0.5 * FS)  # 0.5 s after a 0.33 s rhythm: next RR = previous RR is a guess
+    assert t.wants_provisional and t.on_provisional_beat(late, V) == []
+    assert not t.wants_provisional  # asked once per run beat
