@@ -98,6 +98,22 @@ class BeatBatch:
         )
 
 
+@dataclass(frozen=True)
+class ExtractorState:
+    """What a streaming extractor carries from beat to beat besides its signal buffer.
+
+    ``count`` beats seen; ``template`` (window_len,) and ``scale``: the patient normalisation;
+    ``rr``: the last ``patient_rr_beats`` RR intervals (samples); ``pending``: the beat waiting
+    for its next R peak, ``(r, raw window)``, or None.
+    """
+
+    count: int
+    template: npt.NDArray[np.float32]
+    scale: float
+    rr: npt.NDArray[np.int64]
+    pending: tuple[int, npt.NDArray[np.float32]] | None = None
+
+
 # -- shared pieces (used by both paths so they agree exactly) ------------------------------
 
 
@@ -300,6 +316,41 @@ class BeatFeatureExtractor:
         self._last_r: int | None = None
         self._count = 0  # beats emitted
         self._pending_out: tuple[int, npt.NDArray[np.float64]] | None = None  # beat waiting for its next RR
+
+    def export_state(self) -> ExtractorState:
+        """The patient normalisation and RR history (no signal buffers), for a session checkpoint."""
+        cfg = self.config
+        filled = min(self._count, cfg.template_beats)
+        if filled:
+            template = np.asarray(median0(self._windows[:filled]), dtype=np.float32)
+            scale = float(median0(self._amps[:filled]))
+        else:
+            template, scale = np.zeros(cfg.window_len, np.float32), 0.0
+        pending = None
+        if self._pending_out is not None:
+            pending = (int(self._pending_out[0]), self._pending_out[1].astype(np.float32))
+        return ExtractorState(self._count, template, scale, np.asarray(self._rr, dtype=np.int64), pending)
+
+    def import_state(self, state: ExtractorState) -> None:
+        """Continue from ``state`` (R indices in this extractor's sample numbering) on a fresh signal buffer.
+
+        The template ring is seeded with copies of the saved template (and the amplitudes with
+        the saved scale): the first ``template_beats // 2`` beats see the saved template
+        exactly, after ``template_beats`` beats it is the plain rolling median again. R peaks
+        at or before the saved pending beat must not be passed in again.
+        """
+        cfg = self.config
+        self.reset()
+        filled = min(int(state.count), cfg.template_beats)
+        if filled:
+            self._windows[:filled] = np.asarray(state.template, dtype=np.float64)[None, :]
+            self._amps[:filled] = float(state.scale)
+        self._count = int(state.count)
+        self._rr.extend(int(v) for v in state.rr[-cfg.patient_rr_beats :])
+        if state.pending is not None:
+            r = int(state.pending[0])
+            self._pending_out = (r, np.asarray(state.pending[1], dtype=np.float64))
+            self._last_r = r
 
     def process(self, cond_chunk_mv: npt.ArrayLike, r_samples: npt.ArrayLike = ()) -> BeatBatch:
         """Append conditioned samples, then register new R peaks; return beats whose next R is known."""
