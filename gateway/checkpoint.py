@@ -62,12 +62,26 @@ class SessionCheckpoint:
         return self.valid_index - int(self.tail.size)
 
 
+def _to_uv(mv: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
+    """Microvolts as int16 (clipped to +/-32.767 mV, NaN as -32768); plain ufuncs: called per checkpoint."""
+    uv = np.multiply(mv, 1000.0, dtype=np.float32)
+    np.minimum(uv, 32767.0, out=uv)
+    np.maximum(uv, -32767.0, out=uv)
+    nan = np.isnan(uv)
+    has_nan = bool(nan.any())
+    if has_nan:
+        uv[nan] = 0.0
+    out = np.rint(uv, out=uv).astype("<i2")
+    if has_nan:
+        out[nan] = _NAN_UV
+    return out
+
+
 def encode(c: SessionCheckpoint) -> bytes:
     """The compact binary record of ``c``."""
     ex = c.extractor
     pend_w = ex.pending[1].astype("<f4") if ex.pending is not None else np.empty(0, "<f4")
-    tail_uv = np.round(np.asarray(c.tail, dtype=np.float64) * 1000.0)
-    tail_uv = np.where(np.isnan(tail_uv), _NAN_UV, np.clip(np.nan_to_num(tail_uv), -32767, 32767)).astype("<i2")
+    tail_uv = _to_uv(np.asarray(c.tail, dtype=np.float32))
     head = {
         "d": c.device_id, "fs": c.fs_hz, "vi": c.valid_index, "wm": c.written_ms, "mv": c.model_version,
         "seq": c.last_seq, "dt": c.last_device_time_ms, "ai": c.anchor_index, "am": c.anchor_ms,
@@ -77,7 +91,7 @@ def encode(c: SessionCheckpoint) -> bytes:
         "t": c.tracker,
     }
     meta = json.dumps(head, separators=(",", ":")).encode()
-    rr = np.clip(ex.rr, 0, 65535).astype("<u2")
+    rr = ex.rr.astype("<u2")  # the extractor clips RR to rr_max_s (1,080 samples at 360 Hz)
     return b"".join((_HEAD.pack(MAGIC, VERSION, len(meta)), meta, ex.template.astype("<f4").tobytes(),
                      rr.tobytes(), pend_w.tobytes(), tail_uv.tobytes()))
 

@@ -117,6 +117,7 @@ class DeviceSession:
         self.detector = StreamingQrsDetector(MODEL_FS_HZ)
         self.extractor = BeatFeatureExtractor(MODEL_FS_HZ, self.conditioner.delay_samples)
         self.det_state = SignalState.FLAT
+        self.horizon_index = base_index  # the detector has seen every R peak before this device index
         self._raw = np.empty(0, dtype=np.float32)
         self._raw_start = base_index
 
@@ -206,7 +207,8 @@ class DeviceSession:
             self.pending.append(PendingBeats(batch, sent, received_ms, first))
         horizon = self.detector.final_before
         if horizon > 0:
-            ups += self.rhythm.advance(int(self.to_device_index(horizon)))
+            self.horizon_index = int(self.to_device_index(horizon))
+            ups += self.rhythm.advance(self.horizon_index)
         if prime:
             return ups
         self.window.samples += mv.size
@@ -274,17 +276,16 @@ class DeviceSession:
 
     @property
     def hot(self) -> bool:
-        """Losing the last seconds would lose an event: one is open, or no QRS for ``checkpoint_hot_after_s``
-        (and 1.5 mean RR intervals) - a pause may be starting."""
+        """Losing the last seconds would lose an event: one is open, or the detector has looked through
+        ``checkpoint_hot_after_s`` and 1.5 mean RR intervals without a beat (a pause may be starting)."""
         if self.rhythm.has_open_event:
             return True
-        c = self.detector.last_qrs_index
-        last = int(self.to_device_index(c)) if c is not None else self.rhythm.last_detection
+        last = self.rhythm.last_detection
         if last is None:
             return False
         hr = self.rhythm.heart_rate_bpm
         limit = max(self._hot_samples, int(1.5 * 60.0 * self.fs / hr) if hr else 0)
-        return self.expected_index - last >= limit
+        return self.horizon_index - last >= limit
 
     def checkpoint_due(self) -> bool:
         """New signal since the last checkpoint, and its turn came (or it is :attr:`hot`)."""

@@ -168,8 +168,9 @@ class RhythmTracker:
 
     @property
     def has_open_event(self) -> bool:
-        """A pause, asystole or run is being tracked (losing this state would lose an event)."""
-        return self._pause is not None or self._asystole is not None or self._run is not None
+        """A pause, asystole or a run of two beats or more is being tracked (losing it would lose an event)."""
+        return self._pause is not None or self._asystole is not None or (
+            self._run is not None and len(self._run.beats) >= 2)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -316,14 +316,14 @@ class BeatFeatureExtractor:
         self._last_r: int | None = None
         self._count = 0  # beats emitted
         self._pending_out: tuple[int, npt.NDArray[np.float64]] | None = None  # beat waiting for its next RR
+        self._template: npt.NDArray[np.float64] | None = None  # the last beat's normalisation (for export_state)
+        self._scale = 0.0
 
     def export_state(self) -> ExtractorState:
         """The patient normalisation and RR history (no signal buffers), for a session checkpoint."""
         cfg = self.config
-        filled = min(self._count, cfg.template_beats)
-        if filled:
-            template = np.asarray(median0(self._windows[:filled]), dtype=np.float32)
-            scale = float(median0(self._amps[:filled]))
+        if self._template is not None:  # what the last beat was normalised with (its own window included)
+            template, scale = self._template.astype(np.float32), self._scale
         else:
             template, scale = np.zeros(cfg.window_len, np.float32), 0.0
         pending = None
@@ -345,6 +345,7 @@ class BeatFeatureExtractor:
         if filled:
             self._windows[:filled] = np.asarray(state.template, dtype=np.float64)[None, :]
             self._amps[:filled] = float(state.scale)
+            self._template, self._scale = self._windows[0].copy(), float(state.scale)
         self._count = int(state.count)
         self._rr.extend(int(v) for v in state.rr[-cfg.patient_rr_beats :])
         if state.pending is not None:
@@ -426,6 +427,7 @@ class BeatFeatureExtractor:
         filled = min(self._count + 1, cfg.template_beats)
         template = median0(self._windows[:filled])
         scale = float(median0(self._amps[:filled]))
+        self._template, self._scale = template, scale
         rr = list(self._rr)
         if not rr and nxt is None:
             d = int(round(0.8 * fs))

@@ -312,12 +312,6 @@ class StreamingQrsDetector:
         sb_lo = max(self._last_c + self._refr, self._sb_from)
         return max(fixed, min(self._cand_from, sb_lo) - self._back)
 
-    @property
-    def last_qrs_index(self) -> int | None:
-        """Candidate index of the last accepted QRS (known ~0.3 s after it, before the R peak is
-        released); None before the first one or after a re-learn."""
-        return None if self._last_c < 0 else int(self._last_c)
-
     def flush(self) -> list[QrsDetection]:
         """End of stream: decide on the remaining data and return every pending R peak."""
         if self._flushed:
