@@ -276,16 +276,17 @@ class DeviceSession:
 
     @property
     def hot(self) -> bool:
-        """Losing the last seconds would lose an event: one is open, or the detector has looked through
-        ``checkpoint_hot_after_s`` and 1.5 mean RR intervals without a beat (a pause may be starting)."""
+        """Losing the last seconds would lose an event: one is open, or the last beat is older than the
+        mean RR interval plus ``checkpoint_hot_after_s`` (the detector's usual release delay): a pause may
+        be starting. (The detector's horizon is no earlier sign: in a pause it lags by its full 1.7 s bound.)"""
         if self.rhythm.has_open_event:
             return True
         last = self.rhythm.last_detection
         if last is None:
             return False
         hr = self.rhythm.heart_rate_bpm
-        limit = max(self._hot_samples, int(1.5 * 60.0 * self.fs / hr) if hr else 0)
-        return self.horizon_index - last >= limit
+        rr = int(60.0 * self.fs / hr) if hr else int(self.fs)
+        return self.expected_index - last >= rr + self._hot_samples
 
     def checkpoint_due(self) -> bool:
         """New signal since the last checkpoint, and its turn came (or it is :attr:`hot`)."""
