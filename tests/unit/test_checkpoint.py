@@ -204,3 +204,30 @@ def test_store_upserts_expires_and_deletes(tmp_path: Path) -> None:
     st = CheckpointStore(tmp_path / "sessions.db", max_age_s=600)
     assert st.get("dev-4") == b"d" and st.size_bytes() > 0
     st.close()
+
+
+def test_periodic_checkpoints_are_staggered_across_devices() -> None:
+    from collections import Counter
+
+    from emon_core.contracts import EcgFrame
+    from emon_core.registry import DeviceEntry
+    from gateway.device_session import DeviceSession
+    from gateway.settings import load_gateway_settings
+
+    settings = load_gateway_settings(None, simulated=1000, checkpoint_every_s=10.0)
+    per_second: Counter[int] = Counter()
+    per_device: Counter[str] = Counter()
+    for i in range(300):
+        dev = f"dev-{i:05d}"
+        f = EcgFrame(device_id=dev, seq=0, device_time_ms=1_700_000_000_000, fs_hz=360.0, gain_adu_per_mv=200.0,
+                     baseline_adu=0.0, first_sample_index=0, samples=[0.0] * 360)
+        s = DeviceSession(DeviceEntry(dev, f"pat-{i:05d}", "site-00"), f, settings, 0.0)
+        for k in range(1, 41):  # 40 one-second frames, no beats (so never hot)
+            s.expected_index = 360 * k
+            if s.checkpoint_due():
+                per_second[k] += 1
+                per_device[dev] += 1
+                s.mark_checkpointed()
+    assert set(per_device.values()) == {4}  # every 10 s of signal, each device
+    assert max(per_second.values()) <= 3 * 300 / 10  # spread over the period, not all at once
+    assert len(per_second) == 40
