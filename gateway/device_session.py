@@ -331,9 +331,7 @@ class DeviceSession:
         s.extractor.import_state(ExtractorState(ex.count, ex.template, ex.scale, ex.rr, pending))
         s.beat_floor = ck.beat_floor
         ups = s._feed(ck.tail, ck.tail_start, None, received_ms, prime=True) if ck.tail.size else []
-        s.expected_index = ck.valid_index
-        if not ck.tail.size:
-            s._reset_pipeline(ck.valid_index)
+        s.expected_index = ck.valid_index  # (without a tail the pipeline was reset at valid_index above)
         s.det_state = s.detector.signal_state if ck.tail.size else SignalState.FLAT
         s.window = WindowStats(start_index=ck.valid_index)
         s.next_summary_index = (ck.valid_index // s.summary_period + 1) * s.summary_period

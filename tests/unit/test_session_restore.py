@@ -128,3 +128,10 @@ def test_clean_stop_and_restart_match_an_uninterrupted_run(tmp_path: Path) -> No
     (a, b), _, _ = replay(tmp_path / "r", 360.0, [range(0, 32), range(32, 60)], _settings(), clean_stop=True)
     key = lambda ms: sorted((m.id, getattr(m, "revision", 0)) for m in ms if m.type != "patient_summary")  # noqa: E731
     assert key(a + b) == key(whole)
+
+
+def test_restore_without_a_raw_tail_still_carries_the_beat_context(tmp_path: Path) -> None:
+    (_, b), _, p = replay(tmp_path, 360.0, [range(0, 25), range(25, 28)], _settings(checkpoint_tail_s=0.0))
+    assert p.restores == {"restored": 1}
+    st = p.sessions[DEV].extractor.export_state()
+    assert st.count > 25 and st.rr.size > 25  # ~28 beats before the kill + the few after it
