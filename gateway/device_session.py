@@ -9,11 +9,21 @@ Device sample indices are the device's own running counter (``first_sample_index
 the signal core runs at :data:`MODEL_FS_HZ` from pipeline sample 0 = device sample
 ``base_index``. A small gap in the frames (<= ``max_gap_fill_s``) is filled with NaN
 (the detector reports it as signal loss); a longer one restarts the pipeline.
+
+Checkpoints (:mod:`gateway.checkpoint`): :meth:`DeviceSession.checkpoint` takes the slow
+state and the last ``checkpoint_tail_s`` of raw signal; :meth:`DeviceSession.restore` builds a
+session that continues it: fresh signal core primed with the tail (detections the old session
+had handled and signal-state changes are not reported again), the beat extractor's template and
+RR history and the rhythm tracker carried over. Frames lost between the checkpoint and the
+first frame after the restart are signal nobody saw: NaN-filled for the signal core (whose
+state changes there are not reported: it is not the patient's signal loss) and
+:meth:`RhythmTracker.unobserved` for the rhythm: no pause or run is claimed across it.
 """
 
 from __future__ import annotations
 
 import copy
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -24,11 +34,12 @@ from emon_core.contracts import BeatClass, EcgFrame, EcgStrip
 from emon_core.registry import DeviceEntry
 from gateway.rhythm import EventUpdate, RhythmTracker
 from gateway.settings import GatewaySettings
-from gateway.signal.beats import BeatBatch, BeatFeatureExtractor
+from gateway.checkpoint import SessionCheckpoint
+from gateway.signal.beats import BeatBatch, BeatFeatureExtractor, ExtractorState
 from gateway.signal.constants import MODEL_FS_HZ
 from gateway.signal.filters import EcgConditioner
 from gateway.signal.qrs import SignalState, StreamingQrsDetector
-from gateway.signal.resample import StreamingResampler
+from gateway.signal.resample import StreamingResampler, input_to_output_index
 from gateway.signal.units import adu_to_mv
 
 LOSS_STATES = {SignalState.FLAT, SignalState.SATURATED, SignalState.LOSS}
@@ -93,7 +104,14 @@ class DeviceSession:
         self.bytes_in = 0
         self.last_sent_ms = frame.device_time_ms  # device time of the end of the last frame
         self.last_received_ms = 0  # gateway wall clock when the last frame arrived
+        self.beat_floor: int | None = None  # R peaks at/before this device index were handled before a restore
+        self.restored_from: int | None = None  # checkpoint index this session resumed (None: a new session)
+        self._resume_gap = False  # the next frame may follow a restart gap
+        self._ckpt_period = max(1, int(round(settings.checkpoint_every_s * self.fs)))
+        self._ckpt_offset = zlib.crc32(self.device_id.encode()) % self._ckpt_period  # staggered across devices
+        self._hot_samples = int(round(settings.checkpoint_hot_after_s * self.fs))
         self._reset_pipeline(frame.first_sample_index)
+        self.mark_checkpointed()
 
     def _reset_pipeline(self, base_index: int) -> None:
         self.base_index = base_index
@@ -102,6 +120,7 @@ class DeviceSession:
         self.detector = StreamingQrsDetector(MODEL_FS_HZ)
         self.extractor = BeatFeatureExtractor(MODEL_FS_HZ, self.conditioner.delay_samples)
         self.det_state = SignalState.FLAT
+        self.horizon_index = base_index  # the detector has seen every R peak before this device index
         self._raw = np.empty(0, dtype=np.float32)
         self._raw_start = base_index
 
@@ -142,9 +161,13 @@ class DeviceSession:
             self.silent = False
             ups += self.rhythm.signal("silent", first, False)
         gap = first - self.expected_index
+        resume_gap, self._resume_gap = self._resume_gap and gap > 0, False
+        if resume_gap:  # frames the old gateway took and lost: unobserved, neither a pause nor signal loss
+            ups += self.rhythm.unobserved(self.expected_index, first)
         if gap > 0:
             if gap <= self.settings.max_gap_fill_s * self.fs:
-                ups += self._feed(np.full(gap, np.nan, dtype=np.float32), self.expected_index, None, received_ms)
+                ups += self._feed(np.full(gap, np.nan, dtype=np.float32), self.expected_index, None, received_ms,
+                                  prime=resume_gap)
             else:
                 ups += self.rhythm.signal("gap", self.expected_index, True, "frames missing", immediate=True)
                 ups += self.rhythm.signal("gap", first, False)
@@ -159,7 +182,8 @@ class DeviceSession:
         ups += self._feed(mv, first, end_ms, received_ms)
         return ups
 
-    def _feed(self, mv: npt.NDArray[np.float32], first: int, end_ms: int | None, received_ms: int) -> list[EventUpdate]:
+    def _feed(self, mv: npt.NDArray[np.float32], first: int, end_ms: int | None, received_ms: int,
+              prime: bool = False) -> list[EventUpdate]:
         ups: list[EventUpdate] = []
         self._append_raw(mv, first)
         self.expected_index = first + mv.size
@@ -167,6 +191,9 @@ class DeviceSession:
         cond = self.conditioner.process(y)
         dets = self.detector.process(y)
         for ev in self.detector.pop_state_events():
+            if prime:  # the old session reported this stretch's signal state already
+                self.det_state = ev.state
+                continue
             lost_before = self.det_state in LOSS_STATES
             self.det_state = ev.state
             lost = ev.state in LOSS_STATES
@@ -174,7 +201,9 @@ class DeviceSession:
                 ups += self.rhythm.signal("detector", int(self.to_device_index(ev.sample_index)), lost, f"signal {ev.state.value}")
         r360 = [d.sample_index for d in dets]
         for r in r360:
-            ups += self.rhythm.on_detection(int(self.to_device_index(r)))
+            ups += self.rhythm.on_detection(int(self.to_device_index(r)))  # the tracker skips peaks it saw
+        if self.beat_floor is not None:  # restored: the checkpoint's extractor state includes these
+            r360 = [r for r in r360 if int(self.to_device_index(r)) > self.beat_floor]
         batch = self.extractor.process(cond, r360)
         if len(batch):
             sent = end_ms if end_ms is not None else self.time_ms(self.expected_index)
@@ -182,7 +211,10 @@ class DeviceSession:
             self.pending.append(PendingBeats(batch, sent, received_ms, first))
         horizon = self.detector.final_before
         if horizon > 0:
-            ups += self.rhythm.advance(int(self.to_device_index(horizon)))
+            self.horizon_index = int(self.to_device_index(horizon))
+            ups += self.rhythm.advance(self.horizon_index)
+        if prime:
+            return ups
         self.window.samples += mv.size
         if self.det_state is SignalState.OK and not self.lead_off:
             self.window.ok_samples += mv.size
@@ -260,3 +292,71 @@ class DeviceSession:
     @property
     def raw_end(self) -> int:
         return self._raw_start + self._raw.size
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    @property
+    def hot(self) -> bool:
+        """Losing the last seconds would lose an event: one is open, or the last beat is older than the
+        mean RR interval plus ``checkpoint_hot_after_s`` (the detector's usual release delay): a pause may
+        be starting. (The detector's horizon is no earlier sign: in a pause it lags by its full 1.7 s bound.)"""
+        if self.rhythm.has_open_event:
+            return True
+        last = self.rhythm.last_detection
+        if last is None:
+            return False
+        hr = self.rhythm.heart_rate_bpm
+        rr = int(60.0 * self.fs / hr) if hr else int(self.fs)
+        return self.expected_index - last >= rr + self._hot_samples
+
+    def checkpoint_due(self) -> bool:
+        """New signal since the last checkpoint, and its turn came (or it is :attr:`hot`)."""
+        return self.expected_index > self._ckpt_index and (self.expected_index >= self._ckpt_next or self.hot)
+
+    def mark_checkpointed(self) -> None:
+        """A checkpoint valid at :attr:`expected_index` was stored; schedule the next one."""
+        self._ckpt_index = self.expected_index
+        p, off = self._ckpt_period, self._ckpt_offset
+        self._ckpt_next = ((self.expected_index - off) // p + 1) * p + off
+
+    def checkpoint(self, model_version: str, now_ms: int) -> SessionCheckpoint:
+        """The session's slow state at :attr:`expected_index` (call with no beats pending classification)."""
+        ex = self.extractor.export_state()
+        pending = None
+        if ex.pending is not None:
+            pending = (int(self.to_device_index(ex.pending[0])), ex.pending[1])
+        n_tail = min(int(round(self.settings.checkpoint_tail_s * self.fs)), self._raw.size)
+        tail = self._raw[self._raw.size - n_tail :] if n_tail else np.empty(0, np.float32)
+        return SessionCheckpoint(
+            self.device_id, self.fs, self.expected_index, now_ms, model_version, self.last_seq,
+            self.last_device_time_ms, self.anchor_index, self.anchor_ms, self.lead_off, self.silent,
+            None if pending is None else pending[0], ExtractorState(ex.count, ex.template, ex.scale, ex.rr, pending),
+            self.rhythm.export_state(), tail.astype(np.float32))
+
+    @classmethod
+    def restore(cls, entry: DeviceEntry, frame: EcgFrame, settings: GatewaySettings, now_mono: float,
+                ck: SessionCheckpoint, received_ms: int = 0) -> tuple[DeviceSession, list[EventUpdate]]:
+        """A session continuing ``ck`` (checked with :func:`gateway.checkpoint.refusal`), and the rhythm
+        updates the re-run of its tail produced (R peaks the old detector had not released yet)."""
+        s = cls(entry, frame, settings, now_mono)
+        s.last_seq, s.last_device_time_ms = ck.last_seq, ck.last_device_time_ms
+        s.anchor_index, s.anchor_ms = ck.anchor_index, ck.anchor_ms
+        s.lead_off, s.silent = ck.lead_off, ck.silent
+        s.rhythm.import_state(ck.tracker)
+        s._reset_pipeline(ck.tail_start)
+        s.expected_index = ck.tail_start
+        ex = ck.extractor
+        pending = None
+        if ex.pending is not None:
+            pending = (int(input_to_output_index(ex.pending[0] - ck.tail_start, s.fs, MODEL_FS_HZ)), ex.pending[1])
+        s.extractor.import_state(ExtractorState(ex.count, ex.template, ex.scale, ex.rr, pending))
+        s.beat_floor = ck.beat_floor
+        ups = s._feed(ck.tail, ck.tail_start, None, received_ms, prime=True) if ck.tail.size else []
+        s.expected_index = ck.valid_index  # (without a tail the pipeline was reset at valid_index above)
+        s.det_state = s.detector.signal_state if ck.tail.size else SignalState.FLAT
+        s.window = WindowStats(start_index=ck.valid_index)
+        s.next_summary_index = (ck.valid_index // s.summary_period + 1) * s.summary_period
+        s.restored_from = ck.valid_index
+        s._resume_gap = True
+        s.mark_checkpointed()
+        return s, ups

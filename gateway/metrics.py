@@ -43,3 +43,6 @@ class GatewayMetrics:
                                     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=r)
         self.restarts = Counter("emon_gateway_device_restarts", "streams restarted by their device (seq reset)", registry=r)
         self.evicted = Counter("emon_gateway_devices_evicted", "idle device sessions closed", registry=r)
+        self.checkpoints = Counter("emon_gateway_checkpoints", "device session checkpoints stored", registry=r)
+        self.restores = Counter("emon_gateway_session_restores", "first frames after a gateway restart with a "
+                                "checkpoint, by result (restored or the refusal reason)", ["result"], registry=r)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from emon_core.contracts import BeatClass, EventKind
 from gateway.settings import RhythmSettings
@@ -92,6 +93,20 @@ class _Open:
         )
 
 
+def _open_to_dict(ev: _Open | None) -> dict[str, Any] | None:
+    if ev is None:
+        return None
+    return {"kind": ev.kind.value, "onset": ev.onset, "end": ev.end, "beats": list(ev.beats),
+            "rev": ev.sent_revision, "sent": list(ev.sent_state), "detail": ev.detail, "rate": ev.rate}
+
+
+def _open_from_dict(d: dict[str, Any] | None) -> _Open | None:
+    if d is None:
+        return None
+    return _Open(EventKind(d["kind"]), int(d["onset"]), int(d["end"]), [int(b) for b in d["beats"]],
+                 int(d["rev"]), tuple(d["sent"]), str(d["detail"]), None if d["rate"] is None else float(d["rate"]))
+
+
 class RhythmTracker:
     """Rhythm state of one device. See the module docstring for the rules.
 
@@ -108,6 +123,7 @@ class RhythmTracker:
         self._last_det: int | None = None
         self._rr: deque[int] = deque(maxlen=self.cfg.rate_rr_count)
         self._gap_lost = False  # signal lost since the last detection
+        self._blind_end = -1  # end of the last unobserved span: no pause from a beat before it
         self._pause: _Open | None = None
         self._asystole: _Open | None = None
         self._run: _Open | None = None
@@ -122,6 +138,54 @@ class RhythmTracker:
         self._loss_sources: dict[str, tuple[int, str]] = {}
         self._loss: _Open | None = None
         self._loss_confirmed = False
+
+    # -- checkpoint --------------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, Any]:
+        """Everything the tracker carries between calls, as plain JSON-able values."""
+        return {
+            "last_det": self._last_det, "rr": list(self._rr), "gap_lost": self._gap_lost, "blind_end": self._blind_end,
+            "pause": _open_to_dict(self._pause), "asystole": _open_to_dict(self._asystole),
+            "run": _open_to_dict(self._run), "run_cls": None if self._run_cls is None else self._run_cls.value,
+            "provisional": self._provisional, "provisional_tried": self._provisional_tried,
+            "rate": {k.value: _open_to_dict(v) for k, v in self._rate.items()},
+            "rate_since": {k.value: v for k, v in self._rate_since.items()},
+            "v_times": list(self._v_times), "v_pending": list(self._v_pending),
+            "ectopy": _open_to_dict(self._ectopy),
+            "loss_sources": {k: [i, d] for k, (i, d) in self._loss_sources.items()},
+            "loss": _open_to_dict(self._loss), "loss_confirmed": self._loss_confirmed,
+        }
+
+    def import_state(self, d: dict[str, Any]) -> None:
+        """Continue from :meth:`export_state`'s output (same ``fs_hz`` and settings)."""
+        self._last_det = None if d["last_det"] is None else int(d["last_det"])
+        self._rr = deque((int(v) for v in d["rr"]), maxlen=self.cfg.rate_rr_count)
+        self._gap_lost = bool(d["gap_lost"])
+        self._blind_end = int(d.get("blind_end", -1))
+        self._pause, self._asystole = _open_from_dict(d["pause"]), _open_from_dict(d["asystole"])
+        self._run = _open_from_dict(d["run"])
+        self._run_cls = None if d["run_cls"] is None else BeatClass(d["run_cls"])
+        self._provisional = None if d.get("provisional") is None else int(d["provisional"])
+        self._provisional_tried = None if d.get("provisional_tried") is None else int(d["provisional_tried"])
+        self._rate = {EventKind(k): ev for k, v in d["rate"].items() if (ev := _open_from_dict(v)) is not None}
+        self._rate_since = {EventKind(k): int(v) for k, v in d["rate_since"].items()}
+        self._v_times = deque(int(v) for v in d["v_times"])
+        self._v_pending = [int(v) for v in d["v_pending"]]
+        self._ectopy = _open_from_dict(d["ectopy"])
+        self._loss_sources = {k: (int(v[0]), str(v[1])) for k, v in d["loss_sources"].items()}
+        self._loss = _open_from_dict(d["loss"])
+        self._loss_confirmed = bool(d["loss_confirmed"])
+
+    @property
+    def last_detection(self) -> int | None:
+        """Device sample index of the last R peak seen (None before the first)."""
+        return self._last_det
+
+    @property
+    def has_open_event(self) -> bool:
+        """A pause, asystole or a run of two beats or more is being tracked (losing it would lose an event)."""
+        return self._pause is not None or self._asystole is not None or (
+            self._run is not None and len(self._run.beats) >= 2)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -162,7 +226,7 @@ class RhythmTracker:
         elif self._gap_lost:
             self._rr.clear()
         self._last_det = index
-        self._gap_lost = bool(self._loss_sources)
+        self._gap_lost = bool(self._loss_sources) or index < self._blind_end
         self._check_rate(index, out)
         return out
 
@@ -170,7 +234,7 @@ class RhythmTracker:
         """The detector has seen everything before ``horizon`` (no R peak after the last one)."""
         out: list[EventUpdate] = []
         self._check_loss(horizon, out)
-        if self._last_det is None or self._gap_lost or self._loss_sources:
+        if self._last_det is None or self._gap_lost or self._loss_sources or self._last_det < self._blind_end:
             return out
         gap = horizon - self._last_det
         for name, kind, limit in (("_pause", EventKind.PAUSE, self.cfg.pause_s),
@@ -326,6 +390,33 @@ class RhythmTracker:
             ev.detail = f"{len(ev.beats)} PVC, ended"
             self._emit(out, ev, final=True)
             self._ectopy = None
+
+    # -- restarts ----------------------------------------------------------------------------
+
+    def unobserved(self, start: int, end: int) -> list[EventUpdate]:
+        """Signal ``[start, end)`` was never seen (frames lost in a gateway restart).
+
+        Nothing is claimed across it: an open pause/asystole or run ends at ``start`` (final
+        revision if it was sent, with the gap in its detail), consecutive V beats and the
+        rate's RR history restart after it, and the next R peak does not close a pause that
+        began before it. It is not the patient's signal loss, so no signal_loss event.
+        """
+        out: list[EventUpdate] = []
+        note = f"{(end - start) / self.fs:.1f} s not observed (gateway restart)"
+        for name in ("_pause", "_asystole"):
+            ev: _Open | None = getattr(self, name)
+            if ev is not None and ev.sent_revision >= 0:
+                ev.end = start
+                ev.detail = f"{(start - ev.onset) / self.fs:.1f} s without a beat, then {note}"[:200]
+                self._emit(out, ev, final=True)
+            setattr(self, name, None)
+        if self._run is not None and len(self._run.beats) >= self.cfg.run_min_beats:
+            self._run.detail = f"{self._run.detail}; {note}"[:200]
+        self._close_run(out)
+        self._v_pending.clear()
+        self._gap_lost = True
+        self._blind_end = max(self._blind_end, end)
+        return out
 
     # -- signal loss -----------------------------------------------------------------------
 

@@ -6,8 +6,14 @@ order) and runs a tick every ``tick_ms``: classify the ready beats of *all* devi
 classifier call, turn them into flagged beats and rhythm events, commit them to the
 outbox; the publisher thread drains the outbox upstream.
 
-Shutdown (SIGTERM/SIGINT): stop intake, process what was received, drain the outbox
-(bounded by ``drain_timeout_s``), publish the retained offline status, disconnect.
+Each device's session is checkpointed to ``sessions.db`` in the state dir (see
+:mod:`gateway.checkpoint`): at the tick after classification, every ``checkpoint_every_s``
+of its signal (staggered across devices) and at every frame while it is *hot* (an event open
+or no beat for ``checkpoint_hot_after_s``). A device's first frame after a restart resumes
+its checkpoint when :func:`gateway.checkpoint.refusal` allows it.
+
+Shutdown (SIGTERM/SIGINT): stop intake, process what was received, checkpoint every session,
+drain the outbox (bounded by ``drain_timeout_s``), publish the retained offline status, disconnect.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from emon_core.registry import DeviceRegistry
 from emon_core.topics import MQTT_FRAMES_SUB, gateway_status_topic
 from gateway import messages
 from gateway.classifier import CLASSES, decide
+from gateway.checkpoint import CheckpointError, decode as decode_checkpoint, encode as encode_checkpoint, refusal
+from gateway.checkpoint_store import CheckpointStore
 from gateway.device_session import DeviceSession, FrameRejected
 from gateway.messages import Outgoing
 from gateway.metrics import GatewayMetrics
@@ -181,8 +189,12 @@ class GatewayPipeline:
     """
 
     def __init__(self, settings: GatewaySettings, registry: DeviceRegistry, classifier: Any, outbox: Outbox,
-                 metrics: GatewayMetrics | None = None) -> None:
+                 metrics: GatewayMetrics | None = None, checkpoints: CheckpointStore | None = None) -> None:
         self.settings = settings
+        self.checkpoints = checkpoints if settings.checkpoint_every_s > 0 else None
+        self._touched: set[str] = set()  # devices with frames since the last tick (checkpoint candidates)
+        self._next_prune_mono = time.monotonic() + 60.0
+        self.restores: Counter[str] = Counter()
         self.registry = registry
         self.classifier = classifier
         self.model_version = str(classifier.model_version)
@@ -250,10 +262,12 @@ class GatewayPipeline:
             if len(self.sessions) >= self.settings.max_devices:
                 self.reject("capacity", topic)
                 return
-            session = DeviceSession(entry, frame, self.settings, now_mono)
+            session = self._restore(entry, frame, received_ms, now_mono)
+            if session is None:
+                session = DeviceSession(entry, frame, self.settings, now_mono)
+                log.info("device %s joined (%g Hz)", frame.device_id, frame.fs_hz)
             self.sessions[frame.device_id] = session
             self.metrics.devices.set(len(self.sessions))
-            log.info("device %s joined (%g Hz)", frame.device_id, frame.fs_hz)
         try:
             session.check(frame)
         except FrameRejected as rej:
@@ -261,6 +275,7 @@ class GatewayPipeline:
                 log.info("device %s restarted its stream (seq %d after %d)", frame.device_id, frame.seq, session.last_seq)
                 self._events(session, session.rhythm.close(session.expected_index), None, None)
                 self.metrics.restarts.inc()
+                self._forget_checkpoint(frame.device_id)
                 session = DeviceSession(entry, frame, self.settings, now_mono)
                 self.sessions[frame.device_id] = session
             else:
@@ -272,6 +287,7 @@ class GatewayPipeline:
         except Exception as err:  # noqa: BLE001 - one device's failure must not stop the others
             log.exception("device %s: processing failed; session restarted", frame.device_id)
             self.sessions.pop(frame.device_id, None)
+            self._forget_checkpoint(frame.device_id)
             self.reject("processing_error", topic, str(err))
             return
         self.frames_ok += 1
@@ -281,6 +297,12 @@ class GatewayPipeline:
         self.metrics.lag.set(max(0.0, time.time() - received_ms / 1000.0))
         end_ms = frame.device_time_ms + int(round(len(frame.samples) * 1000.0 / frame.fs_hz))
         self._events(session, ups, end_ms, received_ms)
+        if self.checkpoints is not None:
+            if session.hot and not session.pending and session.checkpoint_due():
+                self.commit()  # its output first: the checkpoint says which event revisions were sent
+                self.write_checkpoints([session])  # now, not at the tick: a pause must survive a kill
+            else:
+                self._touched.add(frame.device_id)
         if session.summary_due():
             w, end = session.take_window()
             self._out.append(messages.summary(session, w, end, self.model_version))
@@ -301,7 +323,15 @@ class GatewayPipeline:
         self.last_tick_mono = now_mono
         self._classify()
         self._housekeeping(now_mono)
-        return self.commit()
+        n = self.commit()  # output first: a checkpoint must not get ahead of what was committed
+        if self.checkpoints is not None:
+            touched, self._touched = self._touched, set()
+            self.write_checkpoints([s for d in touched if (s := self.sessions.get(d)) is not None
+                                    and s.checkpoint_due()])
+            if now_mono >= self._next_prune_mono:
+                self._next_prune_mono = now_mono + 60.0
+                self.checkpoints.prune()
+        return n
 
     def _decide(self, windows: np.ndarray, rr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and decided class indices of a batch (the model card's decision:
@@ -359,11 +389,67 @@ class GatewayPipeline:
             if idle >= self.settings.idle_evict_s:
                 self._events(s, s.rhythm.close(s.expected_index), None, None)
                 del self.sessions[dev]
+                self._forget_checkpoint(dev)
                 self.metrics.evicted.inc()
                 log.info("device %s left (idle %.0f s)", dev, idle)
             elif idle >= self.settings.silent_after_s and not s.silent:
                 self._events(s, s.mark_silent(), s.time_ms(s.expected_index), None)
         self.metrics.devices.set(len(self.sessions))
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def _restore(self, entry: Any, frame: EcgFrame, received_ms: int, now_mono: float) -> DeviceSession | None:
+        """A session resuming the device's checkpoint, or None (no checkpoint, or refused)."""
+        if self.checkpoints is None:
+            return None
+        blob = self.checkpoints.get(frame.device_id)
+        if blob is None:
+            return None
+        try:
+            ck = decode_checkpoint(blob)
+        except CheckpointError as err:
+            why = "unreadable"
+            log.warning("device %s: checkpoint not restored (%s)", frame.device_id, err)
+        else:
+            why = refusal(ck, frame.device_id, frame.fs_hz, frame.seq, frame.first_sample_index,
+                          int(time.time() * 1000), self.settings.checkpoint_max_age_s, self.settings.max_gap_fill_s)
+        if why is None:
+            try:
+                session, ups = DeviceSession.restore(entry, frame, self.settings, now_mono, ck, received_ms)
+            except Exception:  # noqa: BLE001 - a bad checkpoint must not keep a device out
+                log.exception("device %s: checkpoint restore failed; new session", frame.device_id)
+                why = "failed"
+            else:
+                self._events(session, ups, None, received_ms)
+                self.restores["restored"] += 1
+                self.metrics.restores.labels("restored").inc()
+                log.info("device %s resumed its checkpoint at sample %d (frame starts at %d; model then %s)",
+                         frame.device_id, ck.valid_index, frame.first_sample_index, ck.model_version)
+                return session
+        self.restores[why] += 1
+        self.metrics.restores.labels(why).inc()
+        log.info("device %s: checkpoint not restored (%s)", frame.device_id, why)
+        return None
+
+    def write_checkpoints(self, sessions: list[DeviceSession] | None = None) -> int:
+        """Store the checkpoints of ``sessions`` (default: all) in one transaction; returns how many."""
+        if self.checkpoints is None:
+            return 0
+        now = int(time.time() * 1000)
+        rows = []
+        for s in self.sessions.values() if sessions is None else sessions:
+            if s.pending:  # beats awaiting classification: not a consistent state (the next tick writes it)
+                continue
+            rows.append((s.device_id, now, s.expected_index, encode_checkpoint(s.checkpoint(self.model_version, now))))
+            s.mark_checkpointed()
+        self.checkpoints.put_many(rows)
+        self.metrics.checkpoints.inc(len(rows))
+        return len(rows)
+
+    def _forget_checkpoint(self, device_id: str) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.delete(device_id)
+        self._touched.discard(device_id)
 
     def emit(self, item: Outgoing) -> None:
         self._out.append(item)
@@ -409,6 +495,7 @@ class GatewayPipeline:
             "outbox_depth": len(self.outbox),
             "outbox_dropped": dict(self.outbox.dropped),
             "model_version": self.model_version,
+            "session_restores": dict(self.restores),
         }
 
 
@@ -429,7 +516,9 @@ class GatewayService:
         self.metrics = GatewayMetrics()
         self.outbox = Outbox(sd / "outbox.db", settings.outbox_max_entries, int(settings.outbox_max_mb * (1 << 20)),
                              settings.outbox_sync, retain_s=max(settings.outbox_retain_s, settings.replay_window_s))
-        self.pipeline = GatewayPipeline(settings, registry.for_site(settings.site_id), classifier, self.outbox, self.metrics)
+        self.checkpoints = CheckpointStore(sd / "sessions.db", settings.checkpoint_max_age_s)
+        self.pipeline = GatewayPipeline(settings, registry.for_site(settings.site_id), classifier, self.outbox,
+                                        self.metrics, self.checkpoints)
         self.queue: queue.Queue[tuple[str, bytes, int]] = queue.Queue(maxsize=settings.queue_frames)
         self.stopping = threading.Event()
         self.loop_alive_mono = time.monotonic()
@@ -606,6 +695,9 @@ class GatewayService:
                 break
             self.pipeline.handle(topic, payload, received)
         self.pipeline.tick()
+        n = self.pipeline.write_checkpoints()
+        log.info("checkpointed %d device session(s)", n)
+        self.checkpoints.close()
         self._publish_status(False)
         drained = self.publisher.drain(self.settings.drain_timeout_s)
         log.info("gateway stopped: outbox %s (%d left)", "drained" if drained else "NOT drained", len(self.outbox))

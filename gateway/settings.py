@@ -137,6 +137,13 @@ class GatewaySettings(BaseSettings):
                                    description="after a reconnect, re-publish what was acknowledged this long "
                                                "before the disconnect (0: never)")
     replay_delay_s: float = Field(5.0, ge=0, le=600, description="wait this long after the reconnect first")
+    checkpoint_every_s: float = Field(10.0, ge=0, le=3600,
+                                      description="store each device's session checkpoint this often (0: never)")
+    checkpoint_hot_after_s: float = Field(1.3, gt=0, le=60, description="checkpoint at every frame while an "
+                                          "event is open or the last beat is this much older than the mean RR")
+    checkpoint_tail_s: float = Field(4.0, ge=0, le=10, description="raw signal kept in a checkpoint (primes the "
+                                     "restored signal core)")
+    checkpoint_max_age_s: float = Field(600.0, gt=0, le=86400, description="older checkpoints are not restored")
     stuck_after_s: float = Field(60.0, gt=0)
     drain_timeout_s: float = Field(10.0, ge=0)
     rhythm: RhythmSettings = RhythmSettings()

@@ -387,25 +387,14 @@ def bridge_alone(n: int, payload: bytes, bootstrap: str, tmp: Path) -> dict[str,
         _clear_sessions(MqttSettings(), [("bridge", tag)])
 
 
-def pipeline_cpu(devices: int = 50, seconds: int = 20, source: str = "synthetic", warmup_s: int = 1) -> dict[str, Any]:
-    """CPU time per frame of the gateway pipeline in-process (decode .. outbox), robust to a busy machine.
+def replay_frames(devices: int, seconds: int, source: str = "synthetic") -> tuple[str, list[list[tuple[str, bytes]]]]:
+    """Encoded 1 s, 360 Hz frames of ``devices`` simulated patients (``dev-00000`` .., site-00), per second.
 
     ``source`` is ``synthetic`` or ``mitdb`` (patient ``i`` replays what ``emon sim devices`` would
-    give it, falling back to synthetic when the records are absent). The first ``warmup_s``
-    seconds are not measured: a young session costs less (the detector is still learning, the
-    beat template and RR history are filling), about 0.37 ms per frame in its first 15 s against
-    0.5-0.6 ms from the first minute on (MIT-BIH, measured here)."""
+    give it, falling back to synthetic when the records are absent); returns the source used."""
     from emon_core.contracts import EcgFrame
-    from emon_core.registry import DeviceRegistry
-    from gateway.outbox import Outbox
-    from gateway.service import GatewayPipeline, load_classifier
-    from gateway.settings import load_gateway_settings
     from simulators.synthetic import SyntheticConfig, SyntheticSource
 
-    import logging
-
-    logging.getLogger("gateway.service").setLevel(logging.WARNING)
-    settings = load_gateway_settings(None, simulated=devices)
     srcs: list[Any] = [SyntheticSource(SyntheticConfig(fs_hz=360.0, seed=i)) for i in range(devices)]
     if source == "mitdb":
         from simulators.sim_devices import DEFAULT_MITDB
@@ -419,6 +408,27 @@ def pipeline_cpu(devices: int = 50, seconds: int = 20, source: str = "synthetic"
         device_id=f"dev-{i:05d}", seq=k, device_time_ms=1_700_000_000_000 + 1000 * k, fs_hz=360.0,
         gain_adu_per_mv=src.gain_adu_per_mv, baseline_adu=src.baseline_adu, first_sample_index=360 * k,
         samples=src.read(360 * k, 360).samples.tolist()).encode()) for i, src in enumerate(srcs)] for k in range(seconds)]
+    return source, frames
+
+
+def pipeline_cpu(devices: int = 50, seconds: int = 20, source: str = "synthetic", warmup_s: int = 1) -> dict[str, Any]:
+    """CPU time per frame of the gateway pipeline in-process (decode .. outbox), robust to a busy machine.
+
+    ``source`` is ``synthetic`` or ``mitdb`` (patient ``i`` replays what ``emon sim devices`` would
+    give it, falling back to synthetic when the records are absent). The first ``warmup_s``
+    seconds are not measured: a young session costs less (the detector is still learning, the
+    beat template and RR history are filling), about 0.37 ms per frame in its first 15 s against
+    0.5-0.6 ms from the first minute on (MIT-BIH, measured here)."""
+    from emon_core.registry import DeviceRegistry
+    from gateway.outbox import Outbox
+    from gateway.service import GatewayPipeline, load_classifier
+    from gateway.settings import load_gateway_settings
+
+    import logging
+
+    logging.getLogger("gateway.service").setLevel(logging.WARNING)
+    settings = load_gateway_settings(None, simulated=devices)
+    source, frames = replay_frames(devices, seconds, source)
     with tempfile.TemporaryDirectory() as d:
         p = GatewayPipeline(settings, DeviceRegistry.simulated(devices), load_classifier(settings), Outbox(Path(d) / "o.db"))
         for batch in frames[:warmup_s]:  # sessions created and warmed up outside the measurement

@@ -98,6 +98,22 @@ class BeatBatch:
         )
 
 
+@dataclass(frozen=True)
+class ExtractorState:
+    """What a streaming extractor carries from beat to beat besides its signal buffer.
+
+    ``count`` beats seen; ``template`` (window_len,) and ``scale``: the patient normalisation;
+    ``rr``: the last ``patient_rr_beats`` RR intervals (samples); ``pending``: the beat waiting
+    for its next R peak, ``(r, raw window)``, or None.
+    """
+
+    count: int
+    template: npt.NDArray[np.float32]
+    scale: float
+    rr: npt.NDArray[np.int64]
+    pending: tuple[int, npt.NDArray[np.float32]] | None = None
+
+
 # -- shared pieces (used by both paths so they agree exactly) ------------------------------
 
 
@@ -300,6 +316,42 @@ class BeatFeatureExtractor:
         self._last_r: int | None = None
         self._count = 0  # beats emitted
         self._pending_out: tuple[int, npt.NDArray[np.float64]] | None = None  # beat waiting for its next RR
+        self._template: npt.NDArray[np.float64] | None = None  # the last beat's normalisation (for export_state)
+        self._scale = 0.0
+
+    def export_state(self) -> ExtractorState:
+        """The patient normalisation and RR history (no signal buffers), for a session checkpoint."""
+        cfg = self.config
+        if self._template is not None:  # what the last beat was normalised with (its own window included)
+            template, scale = self._template.astype(np.float32), self._scale
+        else:
+            template, scale = np.zeros(cfg.window_len, np.float32), 0.0
+        pending = None
+        if self._pending_out is not None:
+            pending = (int(self._pending_out[0]), self._pending_out[1].astype(np.float32))
+        return ExtractorState(self._count, template, scale, np.asarray(self._rr, dtype=np.int64), pending)
+
+    def import_state(self, state: ExtractorState) -> None:
+        """Continue from ``state`` (R indices in this extractor's sample numbering) on a fresh signal buffer.
+
+        The template ring is seeded with copies of the saved template (and the amplitudes with
+        the saved scale): the first ``template_beats // 2`` beats see the saved template
+        exactly, after ``template_beats`` beats it is the plain rolling median again. R peaks
+        at or before the saved pending beat must not be passed in again.
+        """
+        cfg = self.config
+        self.reset()
+        filled = min(int(state.count), cfg.template_beats)
+        if filled:
+            self._windows[:filled] = np.asarray(state.template, dtype=np.float64)[None, :]
+            self._amps[:filled] = float(state.scale)
+            self._template, self._scale = self._windows[0].copy(), float(state.scale)
+        self._count = int(state.count)
+        self._rr.extend(int(v) for v in state.rr[-cfg.patient_rr_beats :])
+        if state.pending is not None:
+            r = int(state.pending[0])
+            self._pending_out = (r, np.asarray(state.pending[1], dtype=np.float64))
+            self._last_r = r
 
     def process(self, cond_chunk_mv: npt.ArrayLike, r_samples: npt.ArrayLike = ()) -> BeatBatch:
         """Append conditioned samples, then register new R peaks; return beats whose next R is known."""
@@ -375,6 +427,7 @@ class BeatFeatureExtractor:
         filled = min(self._count + 1, cfg.template_beats)
         template = median0(self._windows[:filled])
         scale = float(median0(self._amps[:filled]))
+        self._template, self._scale = template, scale
         rr = list(self._rr)
         if not rr and nxt is None:
             d = int(round(0.8 * fs))

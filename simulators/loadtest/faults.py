@@ -99,6 +99,7 @@ class FaultRunner:
         self.summaries: KafkaTail | None = None
         self.first_event_s: float | None = None  # scripted events: first at this device time (s), then every 15 s
         self.truth_path: Path | None = None
+        self.sim_started_ms: int | None = None  # wall clock when the simulator was started (~ its devices' clock start)
         self.flagged: KafkaTail | None = None
         self.alerts: KafkaTail | None = None
         self.faults: list[Fault] = []
@@ -150,30 +151,46 @@ class FaultRunner:
         self.wait_recovered(f, f.start_ms, name in UPSTREAM, timeout_s)
         return f
 
-    def _quiet_phase(self, after_event_s: float = 8.5) -> None:
-        """Wait until ``after_event_s`` past the start of the scripted events (every 15 s).
+    def _before_vt(self, lead_s: float = 2.5) -> None:
+        """Wait until ``lead_s`` before the next scripted VT run (every 30 s, pauses between them).
 
-        A restarted gateway loses what a session was still working on (a pause is reported
-        up to ~6.7 s after it starts: 4 s, the detector's release bound, a frame) and judges
-        runs reliably only after ~4 s of rhythm (beat template and RR history start empty: a
-        VT 3.3 s after a session's start came out as V and S beats, from 4.3 s on as the run).
-        So the gateway is killed 8.5-9.5 s after an event's start (devices' clocks are spread
-        over one second) and 5.5-6.5 s before the next: the test is about delivery.
+        The case the gateway's session checkpoints fix: a session that starts cold judges runs
+        reliably only after ~4 s (beat template and RR history empty: a VT 3.3 s after a
+        session's start came out as V and S beats). Killed 2.5-3.5 s before the run (devices'
+        clocks are spread over one second), the restarted gateway resumes each device's
+        checkpoint and must still report every run. Not during a pause: a kill less than ~2.2 s
+        into a pause restores a periodic checkpoint up to ``checkpoint_every_s`` old, and the
+        pause is then (rightly) not claimed across signal the new process never saw.
         """
-        if self.truth_path is None or self.first_event_s is None or not self.truth_path.exists():
+        if self.first_event_s is None or self.sim_started_ms is None:
             return
-        t0 = device_clock_start_ms(self.truth_path)
-        if t0 is None:
-            return
-        first = t0 + self.first_event_s * 1000.0
-        phase = ((time.time() * 1000.0 - first) / 1000.0) % EVENT_EVERY_S
-        time.sleep((after_event_s - phase) % EVENT_EVERY_S)
+        t0, source = self._device_clock_start(), "truth file"
+        if t0 is None:  # the simulator writes its truth file in 64 KB blocks: maybe nothing on disk yet
+            t0, source = self.sim_started_ms, "simulator start (truth file not flushed)"
+        first_vt = t0 + self.first_event_s * 1000.0
+        period = 2 * EVENT_EVERY_S
+        phase = ((time.time() * 1000.0 - first_vt) / 1000.0) % period
+        wait = (-lead_s - phase) % period
+        self.log(f"  killing the gateway in {wait:.1f} s, {lead_s:g} s before a VT run (device clock from the {source})")
+        time.sleep(wait)
+
+    def _device_clock_start(self, timeout_s: float = 30.0) -> int | None:
+        """The devices' clock start from the truth file, waiting up to ``timeout_s`` for it to be flushed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.truth_path is not None and self.truth_path.exists():
+                t0 = device_clock_start_ms(self.truth_path)
+                if t0 is not None:
+                    return t0
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
 
     def component_fault(self, name: str, timeout_s: float) -> Fault:
         f = Fault(name)
         procs = self.p.gateways if name == "gateway" else [name]
         if name == "gateway":
-            self._quiet_phase()
+            self._before_vt()
         f.kill_ms = now_ms()
         for n in procs:
             self.p.kill(n)
@@ -206,6 +223,7 @@ class FaultRunner:
             # a fresh seed and event times per run: ids (device + sample index) never repeat a past run's
             seed = int(time.time()) % 100_000
             first_s = 25.0 + (seed % 400) / 100
+            self.sim_started_ms = now_ms()
             p.procs.start("sim", p.sim_argv(sim_duration, truth_path,
                                             scenario(sim_duration, first_s=first_s, every_s=EVENT_EVERY_S),
                                             fs_hz=250.0, hr_bpm=70.0, seed=seed), p.env)

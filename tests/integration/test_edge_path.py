@@ -509,3 +509,76 @@ def test_bridge_dead_letters_invalid_messages(edge: Edge, kafka_settings: KafkaS
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v", "-s"]))
+
+
+def test_gateway_kill9_during_a_pause_resumes_it_from_the_checkpoint(edge: Edge, mqtt_settings: MqttSettings,
+                                                                     mqtt_clients: list[Any]) -> None:
+    """kill -9 the gateway 3.6 s after a pause's last beat (the session checkpoints at every frame from
+    ~2.2 s; the gateway would raise the pause at ~4.7 s: the detector's horizon lags 1.7 s in a pause),
+    start it again on the same state dir: the restored session raises the pause with its true onset."""
+    from emon_core.adapters.mqtt import connect_and_wait, create_client
+    from simulators.scenario import parse_scenario
+    from simulators.synthetic import SyntheticConfig, SyntheticSource
+
+    n, scenario = 2846, "pause@20:s=4"
+    dev = sim_device_id(n)
+    # what `emon sim devices --source synthetic --hr-bpm 70` renders for patient n (seed n)
+    truth = SyntheticSource(SyntheticConfig(fs_hz=360.0, hr_bpm=70.0, seed=n), parse_scenario(scenario))
+    onset = next(e.onset_index for e in truth.events(0, 40 * 360) if e.kind.value == "pause")
+    received: list[tuple[float, dict[str, Any]]] = []
+    clock: list[int] = []  # device time of sample 0 (from its seq-0 frame)
+    lock = threading.Lock()
+
+    def on_event(client: Any, userdata: Any, msg: Any) -> None:
+        v = json.loads(msg.payload)
+        if v.get("type") == "rhythm_event":
+            with lock:
+                received.append((time.time(), v))
+
+    def on_frame(client: Any, userdata: Any, msg: Any) -> None:
+        f = json.loads(msg.payload)
+        if f.get("seq") == 0:
+            clock.append(int(f["device_time_ms"]) - int(f["first_sample_index"] * 1000 / f["fs_hz"]))
+
+    for user, topic, handler in (("bridge", f"edge/{SITE}/{dev}/events", on_event),
+                                 ("gateway", f"ecg/{SITE}/{dev}/frames", on_frame)):
+        s = mqtt_settings.with_user(user)
+        c = create_client(s, client_id=f"watch-{user}-{edge.tag}", subscriptions=[(topic, 1)])
+        c.on_message = handler
+        mqtt_clients.append(c)
+        connect_and_wait(c, s)
+    edge.start_gateway()
+    sim = edge.sim(n, 1, 36, scenario)
+    assert wait_for(lambda: bool(clock), 30), "no frame from the simulator"
+    t0 = clock[0]
+    kill_at = (t0 + onset / 360.0 * 1000.0 + 3600.0) / 1000.0
+    assert kill_at > time.time() + 1.0, "the simulator started too late to time the kill"
+    time.sleep(kill_at - time.time())
+    assert edge.gateway is not None
+    edge.gateway.send_signal(signal.SIGKILL)
+    edge.gateway.wait(timeout=10)
+    killed = time.time()
+    with lock:
+        before = [v for _, v in received if v["kind"] == "pause"]
+    assert before == [], f"mistimed: the pause was raised before the kill ({before})"
+    edge.start_gateway()  # same state dir: sessions.db has the device's checkpoint
+
+    def pause_final() -> list[dict[str, Any]]:
+        with lock:
+            return [v for _, v in received if v["kind"] == "pause" and v["revision"] >= 1]
+
+    assert wait_for(lambda: bool(pause_final()), 45), [v for _, v in received]
+    assert sim.wait(timeout=60) == 0
+    health = get_json(edge.gw_port)
+    with lock:
+        events = [v for _, v in received]
+    pauses = [v for v in events if v["kind"] == "pause"]
+    print(f"pause onset truth {onset}, reported {sorted({v['onset_sample_index'] for v in pauses})}; "
+          f"revisions {[v['revision'] for v in pauses]}, first {min(t for t, v in received if v['kind'] == 'pause') - killed:.1f} s "
+          f"after the kill; restores {health.get('session_restores')}")
+    assert {v["id"] for v in pauses} == {f"{dev}:pause:{pauses[0]['onset_sample_index']}"}
+    assert abs(pauses[0]["onset_sample_index"] - onset) <= TOL
+    final = pause_final()[-1]
+    assert abs((final["end_time_ms"] - final["onset_time_ms"]) - 4000) <= 200
+    assert health.get("session_restores") == {"restored": 1}
+    assert all(v["kind"] != "signal_loss" for v in events)
