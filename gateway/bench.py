@@ -344,7 +344,8 @@ def bench_signal(args: argparse.Namespace) -> int:
 
     det = StreamingQrsDetector(MODEL_FS_HZ)
     figures["qrs_delay"] = {"samples": det.delay_samples, "ms": det.delay_ms}
-    print(f"\nQRS reporting delay: {det.delay_samples} samples at 360 Hz = {det.delay_ms:.0f} ms (fixed)")
+    print(f"\nQRS reporting delay: at most {det.delay_samples} samples at 360 Hz = {det.delay_ms:.0f} ms "
+          "(each R peak is released as soon as no earlier one can be found: `--latency` measures it)")
 
     if json_path:
         Path(json_path).write_text(json.dumps(figures, indent=2, default=float))
