@@ -71,6 +71,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="patients that get the scripted events: the first K, the first P%% (default 5%%: "
                              "a city's heart patients do not all go into VT in the same second), or all")
     parser.add_argument("--fs", type=float, default=360.0, help="device sampling rate (default 360 Hz)")
+    parser.add_argument("--site-size", type=int, default=1000,
+                        help="patients per site, i.e. per gateway process (default 1000; 500 runs 1,000 patients on 2 gateways)")
     parser.add_argument("--units", type=int, default=30, help="simulated paramedic units (default 30)")
     parser.add_argument("--unit-start", type=int, default=None,
                         help="first unit number (default: the next block of unit-0300..0999, so units the "
@@ -117,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
                    scenario=shifted(args.scenario, (time.time_ns() // 10**6 % 3000) / 1000)
                    if args.source == "synthetic" else None,
                    scenario_patients=scripted, fs_hz=args.fs, units=args.units, unit_start=args.unit_start, settle_s=args.settle,
+                   site_size=args.site_size,
                    log=lambda s: print(f"[loadtest] {s}", file=sys.stderr, flush=True))
     rep = res.report
     rep["workdir"] = str(workdir)

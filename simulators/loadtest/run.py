@@ -163,9 +163,10 @@ def scrape_all(p: Pipeline) -> dict[str, dict[str, float]]:
 
 def run_load(*, workdir: Path, tag: str, patients: int, duration_s: float, start_index: int, fast: bool,
              source: str, scenario: str | None, scenario_patients: int | None, fs_hz: float, units: int,
-             unit_start: int, settle_s: float, log: Callable[[str], None] = print) -> RunResult:
+             unit_start: int, settle_s: float, site_size: int = 1000,
+             log: Callable[[str], None] = print) -> RunResult:
     cfg = PipelineConfig(workdir=workdir, tag=tag, start_index=start_index, patients=patients, units=units,
-                         unit_start=unit_start)
+                         unit_start=unit_start, site_size=site_size)
     p = Pipeline(cfg)
     obs: Observers | None = None
     sampler: ProcSampler | None = None

@@ -32,3 +32,13 @@ def test_next_block_rotates_through_unused_whole_sites(tmp_path: Path, monkeypat
     assert next_block("units", 30, 5_000, 10_000) == 5_030
     (tmp_path / "loadtest" / "next_units").write_text("garbage")
     assert next_block("units", 30, 5_000, 10_000) == 5_000
+
+
+def test_site_size_splits_the_patients_over_gateways(tmp_path: Path) -> None:
+    from simulators.loadtest.pipeline import Pipeline, PipelineConfig
+
+    one = Pipeline(PipelineConfig(workdir=tmp_path, tag="t", start_index=2000, patients=1000))
+    two = Pipeline(PipelineConfig(workdir=tmp_path, tag="t", start_index=2000, patients=1000, site_size=500))
+    assert one.sites == ["site-02"]
+    assert two.sites == ["site-04", "site-05"]
+    assert {site for _, site in two.devices.values()} == {"site-04", "site-05"}
