@@ -80,7 +80,8 @@ def template_p_wave(windows: npt.ArrayLike, config: BeatConfig | None = None) ->
     w = np.asarray(windows, dtype=np.float32)
     if w.shape[0] == 0:
         return np.empty(0, np.float32)
-    p = (w[:, :, 0] - w[:, :, 1])[:, p_wave_region(config)]
+    region = p_wave_region(config)
+    p = w[:, region, 0] - w[:, region, 1]  # only the P region: this runs on every classified batch
     return (p.max(axis=1) - p.min(axis=1)).astype(np.float32)
 
 
