@@ -5,14 +5,21 @@ One round (:meth:`Hub.step`) handles up to ``batch_max`` messages in four phases
 1. **read** (retried): load the last episode of each new patient (rebuilding state after a
    restart or a rebalance), enrichment (cached), gateway -> patient lookups;
 2. **decide** (pure, once): episodes and the alert policy, building the writes;
-3. **write** (retried until it succeeds): first the alert path - alert rows, episode state,
-   first-seen kinds - then, after the publish, the raw rows (flagged beats with strips,
-   events, vitals); idempotent upserts, so a retried round or a replay rewrites the same rows;
+3. **write** (retried until it succeeds): first the alert rows and first-seen kinds, then,
+   after the publish, the episode state, published marks and raw rows (flagged beats with
+   strips, events, vitals); idempotent upserts, so a retried round or a replay rewrites the
+   same rows;
 4. **publish and commit**: alert versions to Kafka (idempotent producer, flushed) as soon as
-   their rows are written, then the round's raw rows, then its offsets. Nothing is committed
-   before all its writes succeeded; a crash before the commit replays the round (the same
-   alert versions again, same ids). Writing the strips of a busy round first had held alerts
-   back by the whole round's write time.
+   their rows are written, then the round's state and raw rows, then its offsets. Nothing is
+   committed before all its writes succeeded; a crash before the commit replays the round
+   (the same alert versions again, same ids). Writing the strips of a busy round first had
+   held alerts back by the whole round's write time.
+
+The episode row is written only after its alert was published: a round's writes run
+concurrently, and a kill -9 that landed after an episode row (saying "alert raised") but
+before its alert row made the replay skip an alert that was never published (CI lost 20 of
+400 in the hub kill test). Episode state from before the round is what a replay rebuilds
+from, so it raises the same alert versions again.
 
 While Cassandra fails, consumption is paused (the consumer keeps polling so it stays in the
 group), the round is retried with exponential backoff, metrics and ``/healthz`` say so.
@@ -75,7 +82,8 @@ class Round:
     offline: list[tuple[GatewayStatus, dict[str, Any]]] = field(default_factory=list)
     republish: list[Alert] = field(default_factory=list)
     writes: list[Write] = field(default_factory=list)  # raw rows: beats, events, vitals
-    alert_writes: list[Write] = field(default_factory=list)  # what the published alerts rest on
+    alert_writes: list[Write] = field(default_factory=list)  # alert rows, first-seen kinds: before the publish
+    state_writes: list[Write] = field(default_factory=list)  # episode rows: only after the publish
     alerts: list[tuple[Alert, Episode | None]] = field(default_factory=list)
     received_ms: int = 0
 
@@ -194,13 +202,13 @@ class Hub:
         self._decode(rnd)
         self._retry(lambda: self._read(rnd), "read")
         self._decide(rnd)
-        first = rnd.alert_writes + self._pending_published
-        if first:
-            self._retry(lambda: self._write(first), "write")
-        self._pending_published = []
+        if rnd.alert_writes:
+            self._retry(lambda: self._write(rnd.alert_writes), "write")
         self._publish(rnd)
-        if rnd.writes:
-            self._retry(lambda: self._write(rnd.writes), "write")
+        then = rnd.state_writes + self._pending_published + rnd.writes
+        if then:
+            self._retry(lambda: self._write(then), "write")
+        self._pending_published = []
         self._commit(rnd.msgs)
         self.rounds += 1
         self.events += len(rnd.msgs)
@@ -361,9 +369,9 @@ class Hub:
         for ep in tracker.sweep(watermark):
             closed[ep.episode_id] = ep
         for ep_id, ep in closed.items():
-            rnd.alert_writes += st.episode_closed(ep)
+            rnd.state_writes += st.episode_closed(ep)
             dirty.pop(ep_id, None)
-        rnd.alert_writes += [st.episode(ep) for ep in dirty.values()]
+        rnd.state_writes += [st.episode(ep) for ep in dirty.values()]
         for a in latest.values():  # one row per alert: its latest version of the round
             rnd.alert_writes += st.alert(a, a.model_dump_json(by_alias=True))
 
