@@ -105,6 +105,8 @@ class DispatchStore:
         )
         self._q_del = p("DELETE FROM dispatch_queue WHERE alert_id = ?")
         self._unit_get = p("SELECT status, alert_id, assignment_id FROM units WHERE unit_id = ?")
+        # the map's dispatcher state: an alert a dispatcher resolved while it waited is not served
+        self._resolved = p("SELECT dispatcher_status FROM dispatch_alert_state WHERE alert_id = ?")
         self._patient_home = None
         if self._has_table("patients"):  # the hub's registry: home of alerts without a location
             self._patient_home = p("SELECT home_lat, home_lon FROM patients WHERE patient_id = ?")
@@ -225,6 +227,11 @@ class DispatchStore:
 
     def queue_delete(self, alert_id: str) -> Any:
         return self.s.execute_async(self._q_del, (alert_id,))
+
+    def resolved_by_dispatcher(self, alert_id: str) -> bool:
+        """True when a dispatcher resolved the alert on the map."""
+        row = self.s.execute(self._resolved, (alert_id,)).one()
+        return row is not None and row.dispatcher_status == "resolved"
 
     def queue_load(self) -> list[QueuedAlert]:
         return [

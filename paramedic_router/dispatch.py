@@ -373,6 +373,12 @@ class Router:
             while len(self.queue) and len(batch) < min(self.index.available_count(), self.cfg.batch_max):
                 item = self.queue.pop()
                 assert item is not None
+                if self.store.resolved_by_dispatcher(item.alert_id):
+                    # resolved on the map while it waited (the map only releases *assigned* units)
+                    self._pending.append(self.store.queue_delete(item.alert_id))
+                    self.counters["dropped_resolved"] += 1
+                    log.info("queued %s was resolved by a dispatcher: dropped", item.alert_id)
+                    continue
                 batch.append((item, self._next_attempt(item.alert_id), set()))
             for item, _a, _t in batch:
                 self.queue.push(item)  # dispatch removes it from the queue when assigned

@@ -40,6 +40,7 @@ class MemoryStore:
         self.status_log: list[tuple[str, str | None, str, str]] = []
         self.queue: dict[str, QueuedAlert] = {}
         self.homes: dict[str, tuple[float, float]] = {}
+        self.resolved: set[str] = set()  # alerts a dispatcher resolved
         self._lock = threading.Lock()
 
     def add_unit(self, unit_id: str, lat: float, lon: float, status: UnitStatus = UnitStatus.AVAILABLE) -> None:
@@ -127,6 +128,9 @@ class MemoryStore:
     def queue_delete(self, alert_id: str) -> _Done:
         self.queue.pop(alert_id, None)
         return _Done()
+
+    def resolved_by_dispatcher(self, alert_id: str) -> bool:
+        return alert_id in self.resolved
 
     def queue_load(self) -> list[QueuedAlert]:
         return list(self.queue.values())

@@ -108,6 +108,19 @@ def test_queue_drains_by_severity_then_age():
     assert len(r.queue) == 0 and store.queue == {}
 
 
+def test_queued_alert_resolved_on_the_map_is_dropped_not_served():
+    r, store, sent, _ = make({"u1": (C_LAT, C_LON)})
+    r.on_alert(alert("first"))
+    r.on_alert(alert("waiting-resolved", opened=2))
+    r.on_alert(alert("waiting", opened=3))
+    store.resolved.add("waiting-resolved")  # a dispatcher resolved it while no unit was free
+    for st in (UnitStatus.ON_SCENE, UnitStatus.AVAILABLE):
+        r.on_position(pos("u1", st))
+    r.tick()
+    assert [a.alert_id for a in sent if a.status == AssignmentStatus.ASSIGNED] == ["first", "waiting"]
+    assert "waiting-resolved" not in store.queue and r.counters["dropped_resolved"] == 1
+
+
 def test_resolve_and_downgrade_release_the_unit():
     r, store, sent, _ = make({"u1": (C_LAT, C_LON), "u2": (C_LAT + 0.1, C_LON)})
     r.on_alert(alert("a1"))
