@@ -110,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
                                       align=100 if args.patients <= 100 else 1000)
     if args.unit_start is None:
         args.unit_start = next_block("units", args.units, 300, DEFAULT_UNITS)
+    from emon_core.settings import CassandraSettings, load
+    from simulators.loadtest.cleanup import resolve_leftover_queue
+
+    left = resolve_leftover_queue(load(CassandraSettings), 1_000, DEFAULT_DEVICES)
+    print(f"[loadtest] earlier load tests' alerts still waiting for a unit: {left['resolved']} resolved; "
+          f"other alerts waiting: {left['others_waiting']}", file=sys.stderr, flush=True)
     scripted = scenario_count(args.scenario_patients, args.patients)
     tag = time.strftime("%m%d%H%M%S")
     workdir = args.workdir or state_dir() / "loadtest" / tag
@@ -125,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     rep["workdir"] = str(workdir)
     rep["patient_start_index"], rep["unit_start"] = args.start_index, args.unit_start
     rep["scenario_patients"] = args.patients if scripted is None else scripted
+    rep["queue_before"] = left
     print(format_report(rep))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(rep, indent=2))

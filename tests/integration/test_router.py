@@ -266,3 +266,37 @@ def test_queue_drains_by_severity_then_age(clean: Any, kafka: KafkaSettings) -> 
     order = [a.alert_id[len(pre) + 1:] for a in watch.seen if a.status == AssignmentStatus.ASSIGNED]
     assert order == ["first", "critical-new", "urgent-old", "urgent-new"]
     assert list(clean.execute("SELECT alert_id FROM dispatch_queue")) == []
+
+
+def test_earlier_load_tests_waiting_alerts_are_resolved_and_dropped(clean: Any) -> None:
+    """`emon loadtest` resolves earlier runs' alerts still waiting for a unit; the router
+    (restarted on the same tables) then serves only the others."""
+    from paramedic_router.claims import DispatchStore
+    from paramedic_router.dispatch import Router
+    from paramedic_router.queue import QueuedAlert
+    from paramedic_router.settings import RouterSettings
+    from simulators.loadtest.cleanup import resolve_leftover_queue
+
+    store = DispatchStore(clean)
+    run = uuid.uuid4().hex[:8]
+    now = int(time.time() * 1000)
+    waiting = {f"it-{run}-old-lt": "pat-01234", f"it-{run}-demo": "pat-00042"}
+    for k, (aid, pid) in enumerate(waiting.items()):
+        store.queue_put(QueuedAlert(Severity.CRITICAL.rank, now + k, aid, pid, *C, "critical")).result()
+    left = resolve_leftover_queue(load(CassandraSettings), 1_000, 3_000, session=clean)
+    assert left == {"resolved": 1, "others_waiting": 1}
+    assert store.resolved_by_dispatcher(f"it-{run}-old-lt") and not store.resolved_by_dispatcher(f"it-{run}-demo")
+    audit = [r for r in clean.execute("SELECT alert_id, username, action FROM map_audit_log")
+             if r.alert_id == f"it-{run}-old-lt"]
+    assert [(r.username, r.action) for r in audit] == [("loadtest", "resolved")]
+
+    sent: list[Assignment] = []
+    router = Router(store, sent.append, RouterSettings())
+    router.load()
+    register(store, {"it-fresh": (C[0] + 0.001, C[1])})
+    router.on_position(UnitPosition(unit_id="it-fresh", lat=C[0] + 0.001, lon=C[1], status=UnitStatus.AVAILABLE,
+                                    time_ms=now))
+    router.tick()
+    router.flush_writes()
+    assert [a.alert_id for a in sent] == [f"it-{run}-demo"]
+    assert list(clean.execute("SELECT alert_id FROM dispatch_queue")) == []

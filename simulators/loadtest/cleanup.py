@@ -1,0 +1,50 @@
+"""Before a load test: alerts of earlier load tests that still wait for a unit are resolved.
+
+A run's patients are gone when it ends, but its critical alerts stay in the router's queue
+(``dispatch_queue``) until a dispatcher resolves them, and would take the next run's units
+first (a run once measured ``alert_to_assignment`` on 0 alerts: its 30 fresh units all went
+to 160 alerts left by earlier runs). They are resolved here as the dispatcher ``loadtest``,
+the same write and audit entry as the map's resolve; the router drops a resolved alert from
+its queue instead of serving it. Alerts of other patients (the demo's) are left alone and
+counted.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from emon_core.settings import CassandraSettings
+
+_NUMBER = re.compile(r"^pat-(\d+)$")
+
+
+def patient_number(patient_id: str) -> int | None:
+    """``pat-01234`` -> 1234; None for other ids."""
+    m = _NUMBER.match(patient_id or "")
+    return int(m.group(1)) if m else None
+
+
+def resolve_leftover_queue(settings: CassandraSettings, first: int, end: int, session: Any = None) -> dict[str, int]:
+    """Resolve queued alerts of patients ``pat-<first>`` .. ``pat-<end - 1>``; counts resolved and left."""
+    from map_ui.audit import Action, record
+    from map_ui.repository import Repository, connect
+
+    own = session is None
+    s = connect(settings) if own else session
+    try:
+        repo = Repository(s)
+        out = {"resolved": 0, "others_waiting": 0}
+        for row in s.execute("SELECT alert_id, patient_id FROM dispatch_queue"):
+            n = patient_number(row.patient_id)
+            if n is not None and first <= n < end:
+                repo.resolve(row.alert_id, "loadtest")
+                record(repo, None, Action.RESOLVED, row.alert_id, "left waiting by an earlier load test",
+                       username="loadtest")
+                out["resolved"] += 1
+            else:
+                out["others_waiting"] += 1
+        return out
+    finally:
+        if own:
+            s.cluster.shutdown()
