@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import queue
 import signal
 import threading
 import time
@@ -38,6 +37,7 @@ from gateway.classifier import CLASSES, decide
 from gateway.checkpoint import CheckpointError, decode as decode_checkpoint, encode as encode_checkpoint, refusal
 from gateway.checkpoint_store import CheckpointStore
 from gateway.device_session import DeviceSession, FrameRejected
+from gateway.inbox import Inbox
 from gateway.messages import Outgoing
 from gateway.metrics import GatewayMetrics
 from gateway.outbox import Outbox
@@ -519,7 +519,7 @@ class GatewayService:
         self.checkpoints = CheckpointStore(sd / "sessions.db", settings.checkpoint_max_age_s)
         self.pipeline = GatewayPipeline(settings, registry.for_site(settings.site_id), classifier, self.outbox,
                                         self.metrics, self.checkpoints)
-        self.queue: queue.Queue[tuple[str, bytes, int]] = queue.Queue(maxsize=settings.queue_frames)
+        self.queue: Inbox[tuple[str, bytes, int]] = Inbox(settings.queue_frames)
         self.stopping = threading.Event()
         self.loop_alive_mono = time.monotonic()
         _, _, will_payload, _ = messages.status(settings.site_id, self.gateway_id, False, self.pipeline.model_version, [])
@@ -567,9 +567,7 @@ class GatewayService:
         if self.stopping.is_set():
             return
         item = (msg.topic, bytes(msg.payload), int(time.time() * 1000))
-        try:
-            self.queue.put(item, timeout=5.0)  # blocking paho's thread delays PUBACKs: backpressure
-        except queue.Full:
+        if not self.queue.put(item, timeout=5.0):  # blocking paho's thread delays PUBACKs: backpressure
             self.pipeline.reject("queue_full", msg.topic)
 
     # -- health ---------------------------------------------------------------------------------
@@ -662,22 +660,22 @@ class GatewayService:
                 self._publish_status(True)
                 next_status = now + 60.0
 
-    def _drain_queue(self, until: float, min_items: int = 100) -> None:
+    def _drain_queue(self, until: float, min_items: int = 100, batch: int = 32) -> None:
         """Process frames until ``until``; behind schedule, still at least ``min_items`` waiting ones."""
         done = 0
+        handle = self.pipeline.handle
         while True:
             timeout = until - time.monotonic()
-            try:
-                if timeout > 0:
-                    topic, payload, received = self.queue.get(timeout=timeout)
-                elif done < min_items:
-                    topic, payload, received = self.queue.get_nowait()
-                else:
-                    return
-            except queue.Empty:
+            if timeout <= 0 and done >= min_items:
                 return
-            self.pipeline.handle(topic, payload, received)
-            done += 1
+            items = self.queue.take(batch, timeout if timeout > 0 else 0.0)
+            if not items:
+                if timeout <= 0 or time.monotonic() >= until:
+                    return
+                continue
+            for topic, payload, received in items:
+                handle(topic, payload, received)
+            done += len(items)
 
     def _shutdown(self) -> None:
         log.info("gateway stopping: intake off, draining")
@@ -688,12 +686,9 @@ class GatewayService:
             self.intake.loop_stop()
         except Exception:  # noqa: BLE001
             log.debug("intake disconnect failed", exc_info=True)
-        while True:
-            try:
-                topic, payload, received = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            self.pipeline.handle(topic, payload, received)
+        while items := self.queue.take(1000, 0.0):
+            for topic, payload, received in items:
+                self.pipeline.handle(topic, payload, received)
         self.pipeline.tick()
         n = self.pipeline.write_checkpoints()
         log.info("checkpointed %d device session(s)", n)
