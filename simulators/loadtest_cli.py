@@ -21,6 +21,8 @@ from pathlib import Path
 from emon_core.devservices.credentials import DEFAULT_DEVICES, DEFAULT_UNITS
 from emon_core.settings import state_dir
 
+FIRST_PATIENT = 1_000  # load tests use pat-01000 .. the last dev credential; the demo stays below
+
 DEFAULT_SCENARIO = "vt@20:k=8,rate=180,pause@40:s=4"
 
 
@@ -106,14 +108,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.start_index is None:
         # the dev credentials cover dev-00000..02999 and unit-0000..0999 (emon services up)
-        args.start_index = next_block("patients", args.patients, 1_000, DEFAULT_DEVICES,
+        args.start_index = next_block("patients", args.patients, FIRST_PATIENT, DEFAULT_DEVICES,
                                       align=100 if args.patients <= 100 else 1000)
     if args.unit_start is None:
         args.unit_start = next_block("units", args.units, 300, DEFAULT_UNITS)
     from emon_core.settings import CassandraSettings, load
     from simulators.loadtest.cleanup import resolve_leftover_queue
 
-    left = resolve_leftover_queue(load(CassandraSettings), 1_000, DEFAULT_DEVICES)
+    left = resolve_leftover_queue(load(CassandraSettings), FIRST_PATIENT, DEFAULT_DEVICES)
     print(f"[loadtest] earlier load tests' alerts still waiting for a unit: {left['resolved']} resolved; "
           f"other alerts waiting: {left['others_waiting']}", file=sys.stderr, flush=True)
     scripted = scenario_count(args.scenario_patients, args.patients)
