@@ -21,7 +21,8 @@ RUN pip install '.[gateway,sim,bridge,hub,router,ui]' \
  && mkdir -p /var/lib/emon && chown emon /var/lib/emon
 
 USER emon
-ENV EMON_STATE_DIR=/var/lib/emon
+ENV EMON_STATE_DIR=/var/lib/emon \
+    NUMBA_CACHE_DIR=/var/lib/emon/numba-cache
 VOLUME ["/var/lib/emon"]
 ENTRYPOINT ["emon"]
 CMD ["--help"]

@@ -73,3 +73,9 @@ def _self_test() -> bool:
 
 
 _FAST = _self_test()
+
+
+def unit_steady_state(sos: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """A writable copy of ``sosfilt_zi(sos)``: the (sections, 2) state for a constant input of 1."""
+    sos = np.ascontiguousarray(sos, dtype=np.float64)
+    return np.array(_unit_zi(sos.tobytes(), len(sos)))
