@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
+from gateway.signal._beat_kernels import beat_update, centred
 from gateway.signal.constants import MODEL_FS_HZ
 
 #: Names of the columns of the RR feature matrix, in order.
@@ -133,24 +134,7 @@ def _raw_windows(cond: npt.NDArray[np.float64], offset: int, centres: npt.NDArra
     return w
 
 
-def median0(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | np.float64:
-    """``np.median(a, axis=0)`` for finite ``a``, bit for bit, without its generic machinery.
-
-    The streaming extractor takes three medians per beat; ``np.median`` spends most of its
-    ~20-50 us per call on argument handling, a sort of 32 x 126 values takes ~15 us.
-    """
-    n = a.shape[0]
-    s = np.sort(a, axis=0)
-    h = n // 2
-    return s[h] if n % 2 else 0.5 * (s[h - 1] + s[h])
-
-
-def _normalise(w: npt.NDArray[np.float64], template: npt.NDArray[np.float64], scale: float) -> npt.NDArray[np.float32]:
-    s = max(scale, 0.05)  # mV: a flat patient must not blow the windows up
-    out = np.empty(w.shape + (2,), dtype=np.float32)  # float64 results cast on assignment
-    out[..., 0] = w / s
-    out[..., 1] = (w - template) / s
-    return out
+SCALE_FLOOR_MV = 0.05  # a flat patient's windows are divided by at least this, not blown up
 
 
 PAUSE_AFTER_S = 2.0  # s: a next RR this long (and > 2x the local mean) is a pause, not a feature
@@ -247,7 +231,7 @@ def extract_beats(
             view = sliding_window_view(w[a - k + 1 : b], k, axis=0)  # (b-a, L, k)
             templates[a:b] = np.median(view, axis=-1)
             scales[a:b] = np.median(sliding_window_view(amp[a - k + 1 : b], k), axis=-1)
-    s = np.maximum(scales, 0.05)[:, None]
+    s = np.maximum(scales, SCALE_FLOOR_MV)[:, None]
     windows = np.stack([w / s, (w - templates) / s], axis=-1).astype(np.float32)
 
     # RR features in integer samples
@@ -312,6 +296,8 @@ class BeatFeatureExtractor:
         # ring buffers of the last template_beats windows and amplitudes (medians ignore order)
         self._windows = np.zeros((cfg.template_beats, cfg.window_len))
         self._amps = np.zeros(cfg.template_beats)
+        self._cols = np.zeros((cfg.window_len, cfg.template_beats))  # the ring's values sorted per column
+        self._amps_sorted = np.zeros(cfg.template_beats)
         self._rr: deque[int] = deque(maxlen=cfg.patient_rr_beats)
         self._last_r: int | None = None
         self._count = 0  # beats emitted
@@ -345,6 +331,8 @@ class BeatFeatureExtractor:
         if filled:
             self._windows[:filled] = np.asarray(state.template, dtype=np.float64)[None, :]
             self._amps[:filled] = float(state.scale)
+            self._cols[:, :filled] = self._windows[0][:, None]  # equal values: already sorted
+            self._amps_sorted[:filled] = float(state.scale)
             self._template, self._scale = self._windows[0].copy(), float(state.scale)
         self._count = int(state.count)
         self._rr.extend(int(v) for v in state.rr[-cfg.patient_rr_beats :])
@@ -398,7 +386,7 @@ class BeatFeatureExtractor:
             a, b = c - cfg.pre_samples - self._start, c + cfg.post_samples - self._start
             seg = self._buf[a:b:cfg.step] if a >= 0 and b <= self._buf.size else None
             if seg is not None and not np.isnan(seg).any():
-                w = seg - median0(seg)  # fast path, same values as _raw_windows
+                w = centred(seg)  # fast path, same values as _raw_windows
             else:
                 first = self._first if self._first is not None else 0.0
                 w = _raw_windows(self._buf, self._start, np.array([c]), cfg, first, self._last)[0]
@@ -422,11 +410,8 @@ class BeatFeatureExtractor:
     def _features(self, r: int, w: npt.NDArray[np.float64], nxt: int | None, fs: float) -> tuple:
         cfg = self.config
         slot = self._count % cfg.template_beats
-        self._windows[slot] = w
-        self._amps[slot] = w.max() - w.min()
-        filled = min(self._count + 1, cfg.template_beats)
-        template = median0(self._windows[:filled])
-        scale = float(median0(self._amps[:filled]))
+        normalised, template, scale = beat_update(self._windows, self._amps, self._cols, self._amps_sorted, slot,
+                                                  min(self._count, cfg.template_beats), w, SCALE_FLOOR_MV)
         self._template, self._scale = template, scale
         rr = list(self._rr)
         if not rr and nxt is None:
@@ -444,7 +429,7 @@ class BeatFeatureExtractor:
         if nxt is not None:
             self._rr.append(nxt)
         self._count += 1
-        return r, _normalise(w, template, scale), row
+        return r, normalised, row
 
     def _pack(self, out: list) -> BeatBatch:
         if not out:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.signal.beats import RR_FEATURES, BeatBatch, BeatConfig, BeatFeatureExtractor, extract_beats, median0
+from gateway.signal._beat_kernels import beat_update, centred
+from gateway.signal.beats import RR_FEATURES, BeatBatch, BeatConfig, BeatFeatureExtractor, extract_beats
 from gateway.signal.filters import condition_offline
 
 FS = 360.0
@@ -133,7 +134,17 @@ def test_extreme_rr_clipped() -> None:
     assert b.rr[:, :4].min() >= 0.15 - 1e-6 and b.rr[:, :4].max() <= 3.0 + 1e-6
 
 
-@pytest.mark.parametrize("shape", [(1,), (2,), (7,), (32,), (1, 126), (2, 126), (31, 126), (32, 126)])
-def test_median0_equals_numpy_median(shape: tuple[int, ...]) -> None:
-    a = np.random.default_rng(sum(shape)).normal(size=shape)
-    assert np.array_equal(median0(a), np.median(a, axis=0))
+def test_beat_update_medians_equal_numpy_over_a_rolling_ring() -> None:
+    rng = np.random.default_rng(3)
+    K, L = 32, 126
+    ring, amps, cols, amps_sorted = np.zeros((K, L)), np.zeros(K), np.zeros((L, K)), np.zeros(K)
+    for count in range(80):  # filling, full, and wrapping around twice
+        w = np.round(rng.normal(size=L), 1)  # rounded: ties between windows are common
+        out, template, scale = beat_update(ring, amps, cols, amps_sorted, count % K, min(count, K), w, 0.05)
+        filled = min(count + 1, K)
+        assert np.array_equal(ring[count % K], w)
+        assert np.array_equal(template, np.median(ring[:filled], axis=0))
+        assert scale == np.median(amps[:filled])
+        s = max(scale, 0.05)
+        assert np.array_equal(out, np.stack([w / s, (w - template) / s], axis=-1).astype(np.float32))
+    assert np.array_equal(centred(w), w - np.median(w))
