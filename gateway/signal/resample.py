@@ -210,6 +210,10 @@ def output_to_input_index(
         >>> output_to_input_index(360, 250.0)
         250
     """
+    if type(out_index) is int:  # the per-beat case: plain float arithmetic, same IEEE result
+        if fs_in_hz == fs_out_hz:
+            return out_index
+        return int(math.floor(out_index * (float(fs_in_hz) / float(fs_out_hz)) + 0.5))
     k = np.asarray(out_index)
     if fs_in_hz == fs_out_hz:
         res = k.astype(np.int64)
