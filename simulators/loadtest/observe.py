@@ -173,10 +173,16 @@ class ProcStats:
 
 
 class ProcSampler:
-    """Samples CPU% and RSS of named pids (children included) every ``period_s`` with psutil."""
+    """Samples CPU% and RSS of named pids (children included) every ``period_s`` with psutil.
 
-    def __init__(self, pids: Callable[[], dict[str, int]], period_s: float = 2.0) -> None:
+    ``pids``: processes started for the run (their CPU counts from their start);
+    ``services``: long-running ones (brokers, database), whose CPU counts from the first sample.
+    """
+
+    def __init__(self, pids: Callable[[], dict[str, int]], period_s: float = 2.0,
+                 services: Callable[[], dict[str, int]] | None = None) -> None:
         self.pids = pids
+        self.services = services
         self.period_s = period_s
         self.stats = ProcStats()
         self._procs: dict[tuple[str, int], Any] = {}
@@ -193,7 +199,8 @@ class ProcSampler:
         import psutil
 
         self.load.append(os.getloadavg())
-        for name, pid in self.pids().items():
+        services = self.services() if self.services is not None else {}
+        for name, pid in {**self.pids(), **services}.items():
             key = (name, pid)
             try:
                 p = self._procs.get(key)
@@ -206,6 +213,8 @@ class ProcSampler:
                 pct = p.cpu_percent(None)
             except Exception:  # noqa: BLE001 - process gone (killed in a fault run)
                 continue
+            if name in services:
+                cpu -= self._base_cpu.setdefault(f"{name}:{pid}", cpu)
             self._cpu_acc[key] = cpu
             self.stats.rss_samples.setdefault(name, []).append(rss)
             self.stats.cpu_pct_samples.setdefault(name, []).append(pct)
@@ -227,3 +236,11 @@ class ProcSampler:
         self._stop.set()
         self._thread.join(timeout=5)
         return self.stats
+
+
+def service_pids() -> dict[str, int]:
+    """Pids of the local services (`emon services up`) that are running, as ``svc-<name>``."""
+    from emon_core.devservices.cli import SERVICES
+    from emon_core.devservices.procs import running
+
+    return {f"svc-{n}": rec.pid for n in SERVICES if (rec := running(n)) is not None}

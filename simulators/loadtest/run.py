@@ -14,7 +14,7 @@ from typing import Any, Callable
 from emon_core import topics
 from simulators.ground_truth import load_truth
 from simulators.loadtest import report
-from simulators.loadtest.observe import KafkaTail, ProcSampler, SseSession
+from simulators.loadtest.observe import KafkaTail, ProcSampler, SseSession, service_pids
 from simulators.loadtest.pipeline import Pipeline, PipelineConfig
 
 
@@ -181,7 +181,7 @@ def run_load(*, workdir: Path, tag: str, patients: int, duration_s: float, start
         sim = p.sim_argv(duration_s, truth, scenario, source=source, fast=fast, fs_hz=fs_hz,
                          scenario_patients=scenario_patients, hr_bpm=70.0 if source == "synthetic" else None,
                          summary=workdir / "sim.json", seed=seed)
-        sampler = ProcSampler(p.pids)
+        sampler = ProcSampler(p.pids, services=service_pids)
         log(f"simulating {patients} patients for {duration_s:.0f} s ({'fast' if fast else 'real time'}) ...")
         t_sim = time.monotonic()
         p.procs.start("sim", sim, p.env)

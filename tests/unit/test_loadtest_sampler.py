@@ -1,0 +1,29 @@
+"""The load test's process sampler: run processes count from their start, services from the first sample."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+
+from simulators.loadtest.observe import ProcSampler
+
+
+def _burn(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_a_service_counts_cpu_from_the_first_sample_only() -> None:
+    _burn(0.6)  # CPU used before sampling starts
+    before = sum(psutil.Process().cpu_times()[:2])
+    me = os.getpid()
+    sampler = ProcSampler(lambda: {"run": me}, period_s=0.1, services=lambda: {"svc-x": me})
+    time.sleep(0.3)
+    _burn(0.5)
+    time.sleep(0.3)
+    stats = sampler.close()
+    assert stats.cpu_s["run"] >= before + 0.4  # everything since the process started
+    assert 0.4 <= stats.cpu_s["svc-x"] < before  # only what was used while sampled
