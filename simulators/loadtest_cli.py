@@ -75,7 +75,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fs", type=float, default=360.0, help="device sampling rate (default 360 Hz)")
     parser.add_argument("--site-size", type=int, default=1000,
                         help="patients per site, i.e. per gateway process (default 1000; 500 runs 1,000 patients on 2 gateways)")
-    parser.add_argument("--units", type=int, default=30, help="simulated paramedic units (default 30)")
+    parser.add_argument("--units", type=int, default=None,
+                        help="simulated paramedic units (default: one per scripted patient plus 10, at least 30, so "
+                             "alert_to_assignment measures the router, not a wait for a unit to come free)")
     parser.add_argument("--unit-start", type=int, default=None,
                         help="first unit number (default: the next block of unit-0300..0999, so units the "
                              "previous run left assigned are not counted as busy)")
@@ -102,6 +104,11 @@ def next_block(name: str, size: int, lo: int, hi: int, align: int = 1) -> int:
     return start
 
 
+def units_for(scripted_patients: int) -> int:
+    """Default unit count: one per patient with scripted emergencies, plus 10 spare, 30 to 700."""
+    return min(max(scripted_patients + 10, 30), DEFAULT_UNITS - 300)
+
+
 def run(args: argparse.Namespace) -> int:
     from simulators.loadtest import report
     from simulators.loadtest.run import run_load
@@ -110,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         # the dev credentials cover dev-00000..02999 and unit-0000..0999 (emon services up)
         args.start_index = next_block("patients", args.patients, FIRST_PATIENT, DEFAULT_DEVICES,
                                       align=100 if args.patients <= 100 else 1000)
+    scripted = scenario_count(args.scenario_patients, args.patients)
+    if args.units is None:
+        args.units = units_for(args.patients if scripted is None else scripted)
     if args.unit_start is None:
         args.unit_start = next_block("units", args.units, 300, DEFAULT_UNITS)
     from emon_core.settings import CassandraSettings, load
@@ -118,7 +128,6 @@ def run(args: argparse.Namespace) -> int:
     left = resolve_leftover_queue(load(CassandraSettings), FIRST_PATIENT, DEFAULT_DEVICES)
     print(f"[loadtest] earlier load tests' alerts still waiting for a unit: {left['resolved']} resolved; "
           f"other alerts waiting: {left['others_waiting']}", file=sys.stderr, flush=True)
-    scripted = scenario_count(args.scenario_patients, args.patients)
     tag = time.strftime("%m%d%H%M%S")
     workdir = args.workdir or state_dir() / "loadtest" / tag
     workdir.mkdir(parents=True, exist_ok=True)

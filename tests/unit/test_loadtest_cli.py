@@ -42,3 +42,11 @@ def test_site_size_splits_the_patients_over_gateways(tmp_path: Path) -> None:
     assert one.sites == ["site-02"]
     assert two.sites == ["site-04", "site-05"]
     assert {site for _, site in two.devices.values()} == {"site-04", "site-05"}
+
+
+def test_default_units_cover_the_scripted_patients() -> None:
+    from simulators.loadtest_cli import units_for
+
+    assert units_for(5) == 30  # small runs: the old default
+    assert units_for(50) == 60  # 1,000 patients, 5 % scripted: a unit each, 10 spare
+    assert units_for(5_000) == 700  # capped at the credentials' unit range (unit-0300..0999)
