@@ -18,7 +18,9 @@ COPY map_ui ./map_ui
 COPY simulators ./simulators
 RUN pip install '.[gateway,sim,bridge,hub,router,ui]' \
  && useradd --system --uid 10001 --home-dir /var/lib/emon emon \
- && mkdir -p /var/lib/emon && chown emon /var/lib/emon
+ && mkdir -p /var/lib/emon \
+ && NUMBA_CACHE_DIR=/var/lib/emon/numba-cache python -m gateway.signal.warmup \
+ && chown -R emon /var/lib/emon
 
 USER emon
 ENV EMON_STATE_DIR=/var/lib/emon \

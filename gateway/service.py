@@ -596,7 +596,11 @@ class GatewayService:
 
     def run(self, connect_timeout_s: float = 30.0) -> int:
         from emon_core.adapters.mqtt import connect_and_wait
+        from gateway.signal.warmup import warm_kernels
 
+        warm_s = warm_kernels()  # before the intake connects: a cold numba cache costs ~10 s
+        if warm_s > 2.0:
+            log.info("signal kernels compiled in %.1f s (numba cache was cold)", warm_s)
         self.http.start()
         log.info("gateway %s for %s: http on %s:%d, model %s, %d registered devices, state %s",
                  self.gateway_id, self.settings.site_id, self.settings.http_host, self.http.port,

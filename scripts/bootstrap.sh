@@ -40,4 +40,6 @@ if [ ! -f $STAMP ] || [ pyproject.toml -nt $STAMP ]; then
     $VENV/bin/python -m pip install -q -e '.[dev]'
     touch $STAMP
 fi
+# numba compiles the signal kernels once into its cache (~10 s); later runs load them
+$VENV/bin/python -m gateway.signal.warmup
 echo "bootstrap: ok ($($VENV/bin/python --version), $(java -version 2>&1 | head -1))"
