@@ -83,7 +83,7 @@ def publish_alert(alert_id: str, severity: Severity = Severity.CRITICAL) -> Aler
 def wait_for(c: TestClient, alert_id: str, timeout: float = 10.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for v in c.get("/api/alerts").json():
+        for v in c.get("/api/alerts", params={"limit": 5000}).json():  # a dev Kafka may hold 500+ older open alerts
             if v["alert"]["alert_id"] == alert_id:
                 return v
         time.sleep(0.1)
