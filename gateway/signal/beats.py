@@ -385,7 +385,7 @@ class BeatFeatureExtractor:
             self._waiting.popleft()
             a, b = c - cfg.pre_samples - self._start, c + cfg.post_samples - self._start
             seg = self._buf[a:b:cfg.step] if a >= 0 and b <= self._buf.size else None
-            if seg is not None and not np.isnan(seg).any():
+            if seg is not None and not np.count_nonzero(np.isnan(seg)):
                 w = centred(seg)  # fast path, same values as _raw_windows
             else:
                 first = self._first if self._first is not None else 0.0

@@ -116,7 +116,8 @@ class EcgConditioner:
         if x.size == 0:
             return np.empty(0)
         nan = np.isnan(x)
-        if nan.any():
+        any_nan = np.count_nonzero(nan) > 0  # cheaper than .any() on a frame-sized array
+        if any_nan:
             x = _hold(x, nan, self._hold)
         if np.isnan(x[0]):  # stream starts with a gap: nothing valid yet
             valid = ~np.isnan(x)
@@ -131,7 +132,7 @@ class EcgConditioner:
         y = self._filter(x)
         self._hold = float(x[-1])
         self.samples_in += x.size
-        if nan.any():
+        if any_nan:
             y[nan] = np.nan
         return y
 

@@ -438,7 +438,7 @@ class StreamingQrsDetector:
         blk = c // self._block
         self._cand_count[blk] = self._cand_count.get(blk, 0) + 1
         # suppressed near signal loss; levels re-learned afterwards
-        if self._bad[max(c - self._settle - self._back, s0) - s0 : c + self._look - s0].any():
+        if np.count_nonzero(self._bad[max(c - self._settle - self._back, s0) - s0 : c + self._look - s0]):
             self._need_learn = True
             self._last_r = None
             self._last_c = -(10**12)
@@ -549,9 +549,9 @@ class StreamingQrsDetector:
         bad = self._bad[a - s0 : b - s0]
         if raw.size == 0:
             return self._state
-        if self._nan[a - s0 : b - s0].any():
+        if np.count_nonzero(self._nan[a - s0 : b - s0]):
             return SignalState.LOSS
-        if bad.any():
+        if np.count_nonzero(bad):
             if np.abs(raw[bad]).max() >= self.config.saturation_mv:
                 return SignalState.SATURATED
             return SignalState.FLAT

@@ -111,7 +111,7 @@ class StreamingResampler:
         if x.size == 0:
             return np.empty(0)
         nan = np.isnan(x)
-        if nan.any():
+        if np.count_nonzero(nan):
             x = _hold_nans(x, nan, self._hold)
         self._hold = float(x[-1])
         self._append(x, nan)
