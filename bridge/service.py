@@ -7,6 +7,11 @@ acked when the bridge died - even by ``kill -9`` - is redelivered by the broker 
 comes back. A Kafka delivery failure is latched: the bridge stops acking, disconnects
 and exits non-zero for its supervisor to restart it.
 
+Leaving: a persistent session stays in the share group after a plain disconnect, and
+Mosquitto keeps routing a share of the traffic to it (held until it returns or its session
+expires). So a clean stop (SIGTERM) unsubscribes, forwards what the broker still delivers
+until it is quiet, and ends the session (expiry 0 on DISCONNECT); a crash keeps it.
+
 Backpressure: the broker sends at most ``max_inflight`` un-acked messages (MQTT 5
 receive maximum; Mosquitto's ``max_inflight_messages`` caps it too), so a slow Kafka
 slows the intake instead of filling memory.
@@ -199,20 +204,62 @@ class BridgeService:
             self._shutdown(clean=code == 0)
         return code
 
+    def _leave_group(self) -> bool:
+        """Unsubscribe from the shared subscriptions, then forward what the broker still delivers
+        to this session until it has been quiet for ``leave_quiet_s`` (at most ``leave_timeout_s``).
+
+        A persistent session stays in the share group after a plain disconnect: Mosquitto keeps
+        routing a share of the messages to it and holds them until the bridge comes back or the
+        session expires (then they are gone). A bridge that stops on purpose leaves the group first.
+        Returns True when the session is drained and can end.
+        """
+        if not self.client.is_connected():
+            return False
+        unsubscribed = threading.Event()
+        self.client.on_unsubscribe = lambda *_: unsubscribed.set()
+        topics = [t for t, _ in self.client.emon_subscriptions]
+        self.client.emon_subscriptions = []  # no resubscription if the connection drops now
+        rc, _mid = self.client.unsubscribe(topics)
+        if rc != 0 or not unsubscribed.wait(self.settings.leave_timeout_s):
+            log.warning("bridge: could not leave the share group; the session stays for the next start")
+            return False
+        deadline = time.monotonic() + self.settings.leave_timeout_s
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            try:
+                self._forward(self.queue.get(timeout=0.02))
+                quiet_since = time.monotonic()
+            except queue.Empty:
+                if self.inflight == 0 and time.monotonic() - quiet_since >= self.settings.leave_quiet_s:
+                    return True
+            self.producer.poll(0)
+            if self.error is not None:
+                return False
+        log.warning("bridge: messages still arriving after %.0f s; the session stays for the next start",
+                    self.settings.leave_timeout_s)
+        return False
+
     def _shutdown(self, clean: bool) -> None:
         self.stopping.set()
+        left = False
         if clean:
-            # forward what is queued, then wait for their delivery reports (and acks)
-            while True:
-                try:
-                    self._forward(self.queue.get_nowait())
-                except queue.Empty:
-                    break
+            left = self._leave_group()
             try:
                 self.producer.flush(10.0)
             except DeliveryError as err:
                 log.error("bridge shutdown: %s", err)
-        self.client.disconnect()
+                left = False
+        if left and self.inflight == 0:
+            # nothing is queued for this session any more: end it, or the broker would keep it in
+            # the share group and hand it a share of the traffic until it expires
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+            self.client.disconnect(properties=props)
+        else:  # a crash-like stop: the session keeps what was not acknowledged for the next start
+            self.client.disconnect()
         self.client.loop_stop()
         self.http.stop()
         log.info("bridge stopped: %d forwarded, %d dead-lettered", self.forwarded, self.dead)

@@ -507,9 +507,6 @@ def test_bridge_dead_letters_invalid_messages(edge: Edge, kafka_settings: KafkaS
     assert get_json(edge.br_port)["deadlettered"] >= 1
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-v", "-s"]))
-
 
 def test_gateway_kill9_during_a_pause_resumes_it_from_the_checkpoint(edge: Edge, mqtt_settings: MqttSettings,
                                                                      mqtt_clients: list[Any]) -> None:
@@ -582,3 +579,56 @@ def test_gateway_kill9_during_a_pause_resumes_it_from_the_checkpoint(edge: Edge,
     assert abs((final["end_time_ms"] - final["onset_time_ms"]) - 4000) <= 200
     assert health.get("session_restores") == {"restored": 1}
     assert all(v["kind"] != "signal_loss" for v in events)
+
+
+def test_a_bridge_stopped_cleanly_leaves_the_share_group(edge: Edge, kafka_settings: KafkaSettings,
+                                                        mqtt_settings: MqttSettings, mqtt_clients: list[Any]) -> None:
+    """Two bridges share the load; one stops (SIGTERM) and stays down. Everything published after
+    that reaches Kafka through the other at once: the stopped one's session does not keep a share."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from emon_core.adapters.mqtt import connect_and_wait, create_client
+    from emon_core.topics import KAFKA_DEADLETTER
+
+    c = Consumer({"bootstrap.servers": kafka_settings.bootstrap_servers, "group.id": f"leave-{time.time_ns()}"})
+    parts = []
+    for p in c.list_topics(KAFKA_DEADLETTER, timeout=30).topics[KAFKA_DEADLETTER].partitions:
+        _, high = c.get_watermark_offsets(TopicPartition(KAFKA_DEADLETTER, p), timeout=10)
+        parts.append(TopicPartition(KAFKA_DEADLETTER, p, high))
+    c.assign(parts)
+    edge.start_bridge()
+    other_id, other_port = f"{edge.bridge_id}-b", free_port()
+    other = edge._spawn("bridge-b", ["bridge", "--bridge-id", other_id, "--http-port", str(other_port)])
+    edge._wait_healthy(other_port, "bridge-b", other)
+    try:
+        assert edge.bridge is not None
+        edge.bridge.send_signal(signal.SIGTERM)
+        assert edge.bridge.wait(timeout=30) == 0
+        s = mqtt_settings.with_user("gateway")
+        pub = create_client(s, client_id=f"leave-pub-{edge.tag}", max_inflight=100)
+        mqtt_clients.append(pub)
+        connect_and_wait(pub, s)
+        n = 60
+        markers = {f"leave {edge.tag} {i}" for i in range(n)}  # not JSON: each lands in the dead-letter topic
+        for m in sorted(markers):
+            pub.publish(f"edge/{SITE}/dev-02846/events", m.encode(), qos=1).wait_for_publish(10)
+        found: set[str] = set()
+        deadline = time.monotonic() + 30
+        while found != markers and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                excerpt = json.loads(msg.value()).get("payload_excerpt", "")
+                if excerpt in markers:
+                    found.add(excerpt)
+        assert len(found) == n, f"{n - len(found)} of {n} held for the stopped bridge's session"
+        log = (edge.tmp / "bridge.log").read_text()
+        assert "could not leave" not in log and "session stays" not in log
+    finally:
+        c.close()
+        other.send_signal(signal.SIGTERM)
+        other.wait(timeout=30)
+        clear_session(mqtt_settings, "bridge", other_id)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-v", "-s"]))
