@@ -107,6 +107,9 @@ def _throughput_signal(mitdb: Path, seconds: float) -> np.ndarray:
 
 def measure_chain(x_360: np.ndarray, fs_in_hz: float, frame_s: float, stages: list[Stage]) -> dict[str, Any]:
     """Samples/s per stage and for the whole chain (process CPU time), one device, ``frame_s`` frames."""
+    from gateway.signal.warmup import warm_kernels
+
+    warm_kernels()  # numba's one-off cache load (or compilation) is not per-sample cost
     x = x_360 if fs_in_hz == MODEL_FS_HZ else resample_offline(x_360, MODEL_FS_HZ, fs_in_hz)
     frame = max(1, int(round(frame_s * fs_in_hz)))
     procs = [s.make(fs_in_hz) for s in stages]
