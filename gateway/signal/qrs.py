@@ -339,7 +339,7 @@ class StreamingQrsDetector:
         events, self._events = self._events, []
         return events
 
-    # -- per-chunk vectorised stage ------------------------------------------------------
+    # -- per-chunk stage (compiled: _qrs_kernels.ingest_chunk) ----------------------------
 
     def _ingest(self, x: npt.NDArray[np.float64]) -> None:
         if self._zi_bp is None:  # filters start in the steady state of the first sample (no transient)
