@@ -18,22 +18,9 @@ import math
 import numpy as np
 from numba import njit
 
+from gateway.signal._sosfilt import sos_inplace
+
 __all__ = ["ingest_chunk", "find_candidates", "vf_leakage"]
-
-
-@njit(cache=True, nogil=True)
-def _sos_inplace(sos: np.ndarray, zi: np.ndarray, y: np.ndarray) -> None:
-    """Second-order sections, transposed direct form II, in place; the same operation order
-    as scipy's compiled ``sosfilt`` (so the same values)."""
-    n_sec = sos.shape[0]
-    for n in range(y.size):
-        x_cur = y[n]
-        for s in range(n_sec):
-            x_new = sos[s, 0] * x_cur + zi[s, 0]
-            zi[s, 0] = sos[s, 1] * x_cur - sos[s, 4] * x_new + zi[s, 1]
-            zi[s, 1] = sos[s, 2] * x_cur - sos[s, 5] * x_new
-            x_cur = x_new
-        y[n] = x_cur
 
 
 @njit(cache=True, nogil=True)
@@ -87,8 +74,8 @@ def ingest_chunk(
     vf = fbuf[3, at : at + n]
     bp[:] = raw
     vf[:] = raw
-    _sos_inplace(sos_bp, zi_bp, bp)
-    _sos_inplace(sos_vf, zi_vf, vf)
+    sos_inplace(sos_bp, zi_bp, bp)
+    sos_inplace(sos_vf, zi_vf, vf)
     # 5-point derivative over the carried tail, then |.| (or squared) and the moving integral
     nd = der.size
     nt = int_taps.size

@@ -15,6 +15,7 @@ import numpy as np
 
 from gateway.signal.beats import BeatFeatureExtractor
 from gateway.signal.constants import MODEL_FS_HZ
+from gateway.signal.filters import EcgConditioner
 from gateway.signal.qrs import detect_qrs
 
 
@@ -24,8 +25,9 @@ def warm_kernels() -> float:
     t = np.arange(int(6 * MODEL_FS_HZ)) / MODEL_FS_HZ
     x = 1.5 * np.exp(-(((t % 0.8) - 0.4) ** 2) / 2e-4) + 0.05 * np.sin(2 * np.pi * t)  # 75 bpm spikes
     r = detect_qrs(x, MODEL_FS_HZ)
+    cond = EcgConditioner(MODEL_FS_HZ).process(x)
     ex = BeatFeatureExtractor(MODEL_FS_HZ)
-    ex.process(x, r)
+    ex.process(cond, r)
     ex.flush()
     return time.perf_counter() - t0
 
