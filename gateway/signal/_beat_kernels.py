@@ -11,18 +11,19 @@ value, or the mean of the two middle values, as ``np.median``), so the output is
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from gateway.signal._jit import jit
 
 __all__ = ["beat_update", "centred"]
 
 
-@njit(cache=True, nogil=True)
+@jit
 def _sorted_median(s: np.ndarray, n: int) -> float:
     h = n // 2
     return s[h] if n % 2 else 0.5 * (s[h - 1] + s[h])
 
 
-@njit(cache=True, nogil=True)
+@jit
 def _replace_sorted(s: np.ndarray, n: int, old: float, has_old: bool, new: float) -> int:
     """In the sorted ``s[:n]``, drop one ``old`` (when ``has_old``) and insert ``new``; returns the new length."""
     if has_old:
@@ -40,14 +41,14 @@ def _replace_sorted(s: np.ndarray, n: int, old: float, has_old: bool, new: float
     return n + 1
 
 
-@njit(cache=True, nogil=True)
+@jit
 def centred(seg: np.ndarray) -> np.ndarray:
     """``seg - median(seg)`` (a new float64 array)."""
     s = np.sort(seg)
     return seg - _sorted_median(s, s.size)
 
 
-@njit(cache=True, nogil=True)
+@jit
 def beat_update(ring: np.ndarray, amps: np.ndarray, cols: np.ndarray, amps_sorted: np.ndarray,
                 slot: int, held: int, w: np.ndarray, floor_mv: float) -> tuple[np.ndarray, np.ndarray, float]:
     """Put window ``w`` in ``slot`` of the ring of the last K windows, then normalise it.

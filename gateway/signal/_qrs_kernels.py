@@ -16,14 +16,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from gateway.signal._jit import jit
 from gateway.signal._sosfilt import sos_inplace
 
 __all__ = ["ingest_chunk", "find_candidates", "vf_leakage"]
 
 
-@njit(cache=True, nogil=True)
+@jit
 def ingest_chunk(
     x: np.ndarray,
     hold: float,
@@ -105,7 +105,7 @@ def ingest_chunk(
     return hold, prev, run
 
 
-@njit(cache=True, nogil=True)
+@jit
 def find_candidates(f: np.ndarray, w: int, first_rising: bool, floor: float, lo: int, hi: int) -> np.ndarray:
     """Indices ``i`` in ``[lo, hi)`` of ``f`` that are rising (``f[i] > f[i-1]``; ``first_rising``
     for ``i == 0``), above ``floor`` and the maximum of ``f`` within ``+/- w`` (the window clipped
@@ -135,7 +135,7 @@ def find_candidates(f: np.ndarray, w: int, first_rising: bool, floor: float, lo:
     return out[:m]
 
 
-@njit(cache=True, nogil=True)
+@jit
 def vf_leakage(x: np.ndarray) -> float:
     """Kuo & Dillman's VF-filter leakage (see :func:`gateway.signal.signal_state.vf_filter_leakage`)."""
     n = x.size
@@ -160,7 +160,7 @@ def vf_leakage(x: np.ndarray) -> float:
     return num / den if den > 0 else 1.0
 
 
-@njit(cache=True, nogil=True)
+@jit
 def bp_peak(bp: np.ndarray, s0: int, c: int, n_int: int, rw: int) -> tuple[int, float]:
     """Largest band-passed deflection within ``n_int + 4`` samples before candidate ``c`` (first
     of equals), and the largest sample-to-sample slope within ``[k - rw, k + rw)``.
@@ -183,7 +183,7 @@ def bp_peak(bp: np.ndarray, s0: int, c: int, n_int: int, rw: int) -> tuple[int, 
     return k, slope
 
 
-@njit(cache=True, nogil=True)
+@jit
 def raw_peak(raw: np.ndarray, s0: int, n: int, est: int, rw: int) -> tuple[int, float]:
     """R peak on the raw signal near ``est``: the largest deviation from the median of
     ``[est - 3 rw, est + 3 rw)`` (upper median for even sizes) within ``[est - rw, est + rw]``,

@@ -13,11 +13,12 @@ import functools
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 from scipy import signal
 
+from gateway.signal._jit import jit
 
-@njit(cache=True, nogil=True)
+
+@jit
 def sos_inplace(sos: np.ndarray, zi: np.ndarray, y: np.ndarray) -> None:
     """Second-order sections, transposed direct form II, in place on ``y`` and the (sections, 2)
     state ``zi``; the same operation order as scipy's compiled ``sosfilt`` (so the same values)."""

@@ -93,3 +93,14 @@ def test_sos_state_equals_scipy_sosfilt_chunk_by_chunk() -> None:
     f = SosState(sos, x0=float(x[0]))
     got = np.concatenate([f(x[i : i + k]) for i, k in zip(range(0, 2000, 37), [37] * 55)])
     assert np.array_equal(got, ref)  # the same values, not just close
+
+
+def test_jit_cache_falls_back_to_a_temp_dir_when_nothing_is_writable(tmp_path) -> None:
+    from gateway.signal._jit import cache_dir_for
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # nothing can be created below a regular file, not even by root
+    fallback = tmp_path / "fallback"
+    assert cache_dir_for(blocker / "in-tree", blocker / "user", fallback) == str(fallback)
+    assert cache_dir_for(tmp_path / "in-tree", blocker / "user", fallback) is None
+    assert cache_dir_for(blocker / "in-tree", tmp_path / "user", fallback) is None
