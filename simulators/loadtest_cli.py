@@ -22,6 +22,7 @@ from emon_core.devservices.credentials import DEFAULT_DEVICES, DEFAULT_UNITS
 from emon_core.settings import state_dir
 
 FIRST_PATIENT = 1_000  # load tests use pat-01000 .. the last dev credential; the demo stays below
+FIRST_UNIT = 300  # ... and unit-0300 .. the last unit credential
 
 DEFAULT_SCENARIO = "vt@20:k=8,rate=180,pause@40:s=4"
 
@@ -106,7 +107,7 @@ def next_block(name: str, size: int, lo: int, hi: int, align: int = 1) -> int:
 
 def units_for(scripted_patients: int) -> int:
     """Default unit count: one per patient with scripted emergencies, plus 10 spare, 30 to 700."""
-    return min(max(scripted_patients + 10, 30), DEFAULT_UNITS - 300)
+    return min(max(scripted_patients + 10, 30), DEFAULT_UNITS - FIRST_UNIT)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if args.units is None:
         args.units = units_for(args.patients if scripted is None else scripted)
     if args.unit_start is None:
-        args.unit_start = next_block("units", args.units, 300, DEFAULT_UNITS)
+        args.unit_start = next_block("units", args.units, FIRST_UNIT, DEFAULT_UNITS)
     from emon_core.settings import CassandraSettings, load
     from simulators.loadtest.cleanup import resolve_leftover_queue
 

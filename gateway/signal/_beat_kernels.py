@@ -61,16 +61,16 @@ def beat_update(ring: np.ndarray, amps: np.ndarray, cols: np.ndarray, amps_sorte
     """
     K, L = ring.shape
     full = held >= K
-    n = held
+    n_old = K if full else held
     amp = w.max() - w.min()
     template = np.empty(L)
     for j in range(L):
-        n = _replace_sorted(cols[j], held if not full else K, ring[slot, j], full, w[j])
+        n = _replace_sorted(cols[j], n_old, ring[slot, j], full, w[j])
         template[j] = _sorted_median(cols[j], n)
         ring[slot, j] = w[j]
-    m = _replace_sorted(amps_sorted, held if not full else K, amps[slot], full, amp)
+    n = _replace_sorted(amps_sorted, n_old, amps[slot], full, amp)
     amps[slot] = amp
-    scale = _sorted_median(amps_sorted, m)
+    scale = _sorted_median(amps_sorted, n)
     s = max(scale, floor_mv)
     out = np.empty((L, 2), dtype=np.float32)
     for j in range(L):

@@ -7,8 +7,7 @@ samples, the detector took ~0.28 ms per frame, the largest share of a gateway's 
 They are pure functions on arrays and scalars: all state lives in the caller, which passes
 it in and takes the updated values back.
 
-Compiled on first use and cached on disk (``cache=True``; set ``NUMBA_CACHE_DIR`` where the
-package directory is read-only).
+Compiled on first use and cached on disk (:mod:`gateway.signal._jit`).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import numpy as np
 from gateway.signal._jit import jit
 from gateway.signal._sosfilt import sos_inplace
 
-__all__ = ["ingest_chunk", "find_candidates", "vf_leakage"]
+__all__ = ["bp_peak", "find_candidates", "ingest_chunk", "raw_peak", "vf_leakage"]
 
 
 @jit
@@ -43,7 +42,7 @@ def ingest_chunk(
     bbuf: np.ndarray,
     at: int,
 ) -> tuple[float, float, int]:
-    """Run one chunk through the vectorised stage and write it at column ``at`` of the buffers.
+    """Run one chunk through the per-chunk stage and write it at column ``at`` of the buffers.
 
     Rows of ``fbuf``: raw (NaN held at the last value), band-passed, feature (moving integral
     of |derivative| or its square), VF-band; rows of ``bbuf``: bad (NaN or in a flat run of

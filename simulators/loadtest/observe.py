@@ -186,7 +186,7 @@ class ProcSampler:
         self.period_s = period_s
         self.stats = ProcStats()
         self._procs: dict[tuple[str, int], Any] = {}
-        self._base_cpu: dict[str, float] = {}
+        self._base_cpu: dict[tuple[str, int], float] = {}  # services: CPU at the first sample
         self._cpu_acc: dict[tuple[str, int], float] = {}
         self._stop = threading.Event()
         self.load: list[tuple[float, float, float]] = []
@@ -214,7 +214,7 @@ class ProcSampler:
             except Exception:  # noqa: BLE001 - process gone (killed in a fault run)
                 continue
             if name in services:
-                cpu -= self._base_cpu.setdefault(f"{name}:{pid}", cpu)
+                cpu -= self._base_cpu.setdefault(key, cpu)
             self._cpu_acc[key] = cpu
             self.stats.rss_samples.setdefault(name, []).append(rss)
             self.stats.cpu_pct_samples.setdefault(name, []).append(pct)
