@@ -209,8 +209,12 @@ class GatewayPipeline:
         self.beats: Counter[str] = Counter()
         self.events: Counter[str] = Counter()
         self._out: list[Outgoing] = []
+        # per-frame and per-beat counts go to Prometheus once a tick (each update takes a lock)
+        self._reported: dict[str, int] = {"frames": 0, "bytes": 0}
+        self._lag_s: float | None = None
         # labelled children looked up once: labels() costs ~15 us a call, one call per beat
         self._beat_counter = functools.cache(self.metrics.beats.labels)
+        self._event_counter = functools.cache(self.metrics.events.labels)
         self._bias = np.asarray(getattr(classifier, "class_log_bias", np.zeros(5)), dtype=np.float32)
         self.last_tick_mono = time.monotonic()
         self.topic_prefix = f"ecg/{settings.site_id}/"
@@ -292,9 +296,7 @@ class GatewayPipeline:
             return
         self.frames_ok += 1
         self.bytes_in += len(payload)
-        self.metrics.frames.inc()
-        self.metrics.bytes_in.inc(len(payload))
-        self.metrics.lag.set(max(0.0, time.time() - received_ms / 1000.0))
+        self._lag_s = time.time() - received_ms / 1000.0
         end_ms = frame.device_time_ms + int(round(len(frame.samples) * 1000.0 / frame.fs_hz))
         self._events(session, ups, end_ms, received_ms)
         if self.checkpoints is not None:
@@ -313,7 +315,7 @@ class GatewayPipeline:
             self._out.append(messages.rhythm_event(s, up, self.model_version, sent_ms, received_ms,
                                                    self.settings.strip_event_s))
             self.events[up.kind.value] += 1
-            self.metrics.events.labels(up.kind.value).inc()
+            self._event_counter(up.kind.value).inc()
 
     # -- tick -----------------------------------------------------------------------------------
 
@@ -323,6 +325,7 @@ class GatewayPipeline:
         self.last_tick_mono = now_mono
         self._classify()
         self._housekeeping(now_mono)
+        self._report_counts()
         n = self.commit()  # output first: a checkpoint must not get ahead of what was committed
         if self.checkpoints is not None:
             touched, self._touched = self._touched, set()
@@ -332,6 +335,20 @@ class GatewayPipeline:
                 self._next_prune_mono = now_mono + 60.0
                 self.checkpoints.prune()
         return n
+
+    def _report_counts(self) -> None:
+        rep = self._reported
+        if self.frames_ok > rep["frames"]:
+            self.metrics.frames.inc(self.frames_ok - rep["frames"])
+            self.metrics.bytes_in.inc(self.bytes_in - rep["bytes"])
+            rep["frames"], rep["bytes"] = self.frames_ok, self.bytes_in
+        if self._lag_s is not None:
+            self.metrics.lag.set(max(0.0, self._lag_s))
+            self._lag_s = None
+        for cls, n in self.beats.items():
+            if n > rep.get(cls, 0):
+                self._beat_counter(cls).inc(n - rep.get(cls, 0))
+                rep[cls] = n
 
     def _decide(self, windows: np.ndarray, rr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and decided class indices of a batch (the model card's decision:
@@ -358,7 +375,6 @@ class GatewayPipeline:
                 cls = CLASSES[int(decided[row])]
                 index = int(s.to_device_index(int(p.batch.r_samples[j])))
                 self.beats[cls.value] += 1
-                self._beat_counter(cls.value).inc()
                 s.window.beats[cls] += 1
                 if cls is not BeatClass.N:
                     self._out.append(messages.flagged_beat(

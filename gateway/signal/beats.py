@@ -281,12 +281,16 @@ class BeatFeatureExtractor:
         self.config = config or BeatConfig()
         self._keep = max(int(self.config.buffer_s * self.fs_hz), self.config.pre_samples + self.config.post_samples + 1)
         self._rr_lo, self._rr_hi = (int(v) for v in _clip_rr(np.array([0, 10**9]), self.config, self.fs_hz))
+        self._recent = max(self.config.local_rr_beats, self.config.irregularity_beats)
+        self._empty = BeatBatch.empty(self.config)  # returned for chunks that finish no beat (most of them)
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream."""
         cfg = self.config
-        self._buf = np.empty(0)
+        self._store = np.empty(self._keep + 2048)  # signal buffer; compacted every few chunks, not every one
+        self._lo = self._len = 0
+        self._buf = self._store[:0]
         self._start = 0  # absolute index of _buf[0]
         self._n = 0
         self._first: float | None = None
@@ -299,6 +303,7 @@ class BeatFeatureExtractor:
         self._cols = np.zeros((cfg.window_len, cfg.template_beats))  # the ring's values sorted per column
         self._amps_sorted = np.zeros(cfg.template_beats)
         self._rr: deque[int] = deque(maxlen=cfg.patient_rr_beats)
+        self._rr_sum = 0  # sum(self._rr), kept as beats come and go (integers: exact)
         self._last_r: int | None = None
         self._count = 0  # beats emitted
         self._pending_out: tuple[int, npt.NDArray[np.float64]] | None = None  # beat waiting for its next RR
@@ -335,7 +340,8 @@ class BeatFeatureExtractor:
             self._amps_sorted[:filled] = float(state.scale)
             self._template, self._scale = self._windows[0].copy(), float(state.scale)
         self._count = int(state.count)
-        self._rr.extend(int(v) for v in state.rr[-cfg.patient_rr_beats :])
+        for v in state.rr[-cfg.patient_rr_beats :]:
+            self._push_rr(int(v))
         if state.pending is not None:
             r = int(state.pending[0])
             self._pending_out = (r, np.asarray(state.pending[1], dtype=np.float64))
@@ -345,13 +351,16 @@ class BeatFeatureExtractor:
         """Append conditioned samples, then register new R peaks; return beats whose next R is known."""
         x = np.asarray(cond_chunk_mv, dtype=np.float64).ravel()
         if x.size:
-            valid = x[~np.isnan(x)]
-            if self._first is None and valid.size:
-                self._first = float(valid[0])
-            if valid.size:
-                self._last = float(valid[-1])
-            self._buf = np.concatenate([self._buf, x])
-            self._n += x.size
+            head, tail = float(x[0]), float(x[-1])
+            if head != head or tail != tail:  # NaN at an end: look for the valid ones
+                valid = x[~np.isnan(x)]
+                head = float(valid[0]) if valid.size else None
+                tail = float(valid[-1]) if valid.size else None
+            if self._first is None and head is not None:
+                self._first = head
+            if tail is not None:
+                self._last = tail
+            self._append(x)
         out: list[tuple[int, npt.NDArray[np.float64], list[float]]] = []
         for r in np.asarray(r_samples, dtype=np.int64).ravel().tolist():
             if self._last_r is not None and r <= self._last_r:
@@ -360,10 +369,7 @@ class BeatFeatureExtractor:
             self._last_r = r
         self._extract(final=False)
         self._emit(out, final=False)
-        if self._buf.size > self._keep:
-            cut = self._buf.size - self._keep
-            self._buf = self._buf[cut:]
-            self._start += cut
+        self._trim()
         return self._pack(out)
 
     def flush(self) -> BeatBatch:
@@ -374,6 +380,33 @@ class BeatFeatureExtractor:
         return self._pack(out)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _append(self, x: npt.NDArray[np.float64]) -> None:
+        """Add samples after the kept ones (``_buf`` is a view of ``_store[_lo:_len]``)."""
+        n = x.size
+        if self._len + n > self._store.size:  # move the kept samples to the front (or to a larger store)
+            kept = self._len - self._lo
+            store = self._store if kept + n <= self._store.size else np.empty(2 * (kept + n))
+            store[:kept] = self._store[self._lo : self._len]
+            self._store, self._lo, self._len = store, 0, kept
+        self._store[self._len : self._len + n] = x
+        self._len += n
+        self._n += n
+        self._buf = self._store[self._lo : self._len]
+
+    def _trim(self) -> None:
+        """Keep the last ``_keep`` samples."""
+        cut = self._len - self._lo - self._keep
+        if cut > 0:
+            self._lo += cut
+            self._start += cut
+            self._buf = self._store[self._lo : self._len]
+
+    def _push_rr(self, rr: int) -> None:
+        if len(self._rr) == self._rr.maxlen:
+            self._rr_sum -= self._rr[0]
+        self._rr.append(rr)
+        self._rr_sum += rr
 
     def _extract(self, final: bool) -> None:
         cfg = self.config
@@ -413,7 +446,7 @@ class BeatFeatureExtractor:
         normalised, template, scale = beat_update(self._windows, self._amps, self._cols, self._amps_sorted, slot,
                                                   min(self._count, cfg.template_beats), w, SCALE_FLOOR_MV)
         self._template, self._scale = template, scale
-        rr = list(self._rr)
+        rr = self._rr
         if not rr and nxt is None:
             d = int(round(0.8 * fs))
             row = _rr_row(d, d, d, 1, d, 1, fs)
@@ -423,17 +456,19 @@ class BeatFeatureExtractor:
             if not rr:
                 row = _rr_row(prev, nx, nx, 1, nx, 1, fs)
             else:
-                local = rr[-cfg.local_rr_beats :]
-                irr = _irregularity(rr[-cfg.irregularity_beats :])
-                row = _rr_row(prev, nx, sum(local), len(local), sum(rr), len(rr), fs, irr)
+                # the last few RR, oldest first (indexing a deque near its end is cheap; copying 256 is not)
+                recent = [rr[-k] for k in range(min(len(rr), self._recent), 0, -1)]
+                local = recent[-cfg.local_rr_beats :]
+                irr = _irregularity(recent[-cfg.irregularity_beats :])
+                row = _rr_row(prev, nx, sum(local), len(local), self._rr_sum, len(rr), fs, irr)
         if nxt is not None:
-            self._rr.append(nxt)
+            self._push_rr(nxt)
         self._count += 1
         return r, normalised, row
 
     def _pack(self, out: list) -> BeatBatch:
         if not out:
-            return BeatBatch.empty(self.config)
+            return self._empty
         return BeatBatch(
             np.array([o[0] for o in out], dtype=np.int64),
             np.stack([o[1] for o in out]),

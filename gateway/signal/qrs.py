@@ -360,9 +360,9 @@ class StreamingQrsDetector:
         self._views()
 
     def _views(self) -> None:
-        n = self._len
-        self._raw, self._bp, self._feat, self._vfsig = (self._fbuf[k, :n] for k in range(4))
-        self._bad, self._nan = self._bbuf[0, :n], self._bbuf[1, :n]
+        n, f, b = self._len, self._fbuf, self._bbuf
+        self._raw, self._bp, self._feat, self._vfsig = f[0, :n], f[1, :n], f[2, :n], f[3, :n]
+        self._bad, self._nan = b[0, :n], b[1, :n]
 
     def _compact(self, incoming: int) -> None:
         """Drop samples no pending decision or state block can need; grow when still short."""

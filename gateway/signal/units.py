@@ -31,5 +31,7 @@ def adu_to_mv(
     base = float(baseline_adu)
     if not math.isfinite(base):
         raise ValueError(f"baseline_adu must be finite, got {baseline_adu!r}")
-    x = np.asarray(samples, dtype=np.float64)
-    return ((x - base) / gain).astype(np.float32)
+    x = np.array(samples, dtype=np.float64)  # a copy: the arithmetic below is in place
+    x -= base
+    x /= gain
+    return x.astype(np.float32)
