@@ -105,6 +105,20 @@ def settle(obs: Observers, p: Pipeline, truth_path: Path, max_s: float, quiet_s:
     return time.monotonic() - t0
 
 
+def merge_gateway_metrics(per_gateway: list[dict[str, float]]) -> dict[str, float]:
+    """One view of several gateways: counters (``*_total``) summed, gauges at their largest."""
+    out: dict[str, float] = {}
+    for m in per_gateway:
+        for k, v in m.items():
+            if k not in out:
+                out[k] = v
+            elif k.split("{")[0].endswith("_total"):
+                out[k] += v
+            else:
+                out[k] = max(out[k], v)
+    return out
+
+
 def build_report(p: Pipeline, obs: Observers, truth_path: Path, *, patients: int, duration_s: float,
                  realtime: bool, wall_s: float, stats: Any, load: list[tuple[float, float, float]],
                  metrics: dict[str, dict[str, float]]) -> RunResult:
@@ -127,7 +141,7 @@ def build_report(p: Pipeline, obs: Observers, truth_path: Path, *, patients: int
         "flagged_messages_received": len(flagged),
         "alert_messages_received": len(alerts), "alerts_on_screen": len({a["alert_id"] for a in screen}),
     }
-    gw = {k: v for name, m in metrics.items() if name.startswith("gateway") for k, v in m.items()}
+    gw = merge_gateway_metrics([m for name, m in metrics.items() if name.startswith("gateway")])
     per_process = {n: {"cpu_s": round(stats.cpu_s.get(n, 0.0), 1),
                        "cpu_pct_of_one_core": round(100 * stats.cpu_s.get(n, 0.0) / wall_s, 1) if wall_s else None,
                        "rss_max_mib": round(stats.rss_max_mib.get(n, 0.0), 1)}

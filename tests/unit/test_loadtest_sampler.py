@@ -27,3 +27,17 @@ def test_a_service_counts_cpu_from_the_first_sample_only() -> None:
     stats = sampler.close()
     assert stats.cpu_s["run"] >= before + 0.4  # everything since the process started
     assert 0.4 <= stats.cpu_s["svc-x"] < before  # only what was used while sampled
+
+
+def test_two_gateways_metrics_add_up_counters_and_keep_the_largest_gauge() -> None:
+    from simulators.loadtest.run import merge_gateway_metrics
+
+    site_a = {"emon_gateway_frames_total": 30000.0, 'emon_gateway_rhythm_events_total{kind="pause"}': 100.0,
+              "emon_gateway_flagged_beats_total": 664.0, "emon_gateway_processing_lag_seconds": 0.4}
+    site_b = {"emon_gateway_frames_total": 30000.0, 'emon_gateway_rhythm_events_total{kind="pause"}': 0.0,
+              "emon_gateway_flagged_beats_total": 0.0, "emon_gateway_processing_lag_seconds": 0.001}
+    merged = merge_gateway_metrics([site_a, site_b])
+    assert merged["emon_gateway_frames_total"] == 60000.0
+    assert merged["emon_gateway_flagged_beats_total"] == 664.0  # before: the last gateway's 0
+    assert merged['emon_gateway_rhythm_events_total{kind="pause"}'] == 100.0
+    assert merged["emon_gateway_processing_lag_seconds"] == 0.4
