@@ -84,6 +84,8 @@ class Router:
         self._freed = False
         self._pending: list[Any] = []
         self._pos_written: dict[str, tuple[int, UnitStatus]] = {}
+        self._seen: dict[str, int] = {}  # unit -> when its last report arrived (router clock, ms)
+        self._next_sweep_ms = 0
 
     # --- state ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -91,6 +93,8 @@ class Router:
         now = self.clock()
         for u in self.store.load_units():
             self.units[u.unit_id] = UnitState(u.status, u.alert_id, u.assignment_id)
+            # a unit never heard from gets unit_stale_s from now; one silent since long before is swept at once
+            self._seen[u.unit_id] = u.position_time_ms if u.position_time_ms else now
             self.index.upsert(u.unit_id, u.lat, u.lon, u.status == UnitStatus.AVAILABLE)
             if u.alert_id and u.assignment_id and u.status in _PROGRESS:
                 for a in self.store.assignments_for_alert(u.alert_id):
@@ -241,6 +245,20 @@ class Router:
         log.info("assignment %s %s (%s)", a.assignment_id, status.value, reason)
         return act
 
+    def _take_offline(self, unit_id: str, now: int, reason: str) -> None:
+        """An idle available unit that stopped reporting: offline until its next report."""
+        state = self.units.get(unit_id)
+        if state is None or state.status != UnitStatus.AVAILABLE or state.assignment_id is not None:
+            return
+        if self.store.set_idle_status(unit_id, UnitStatus.AVAILABLE, UnitStatus.OFFLINE, now):
+            self._set_unit(unit_id, UnitState(UnitStatus.OFFLINE))
+            self._pending.append(self.store.log_status(unit_id, UnitStatus.AVAILABLE, UnitStatus.OFFLINE, None, None,
+                                                       reason, now))
+            self.counters["went_offline"] += 1
+            log.info("unit %s offline: %s", unit_id, reason)
+        else:
+            self._refresh_unit(unit_id)
+
     def _refresh_unit(self, unit_id: str) -> None:
         got = self.store.unit_status(unit_id)
         if got is not None:
@@ -290,6 +308,7 @@ class Router:
     def on_position(self, pos: UnitPosition) -> None:
         """A unit report: position, acknowledgement, progress, back in service."""
         now = self.clock()
+        self._seen[pos.unit_id] = now
         last = self._pos_written.get(pos.unit_id)
         if last is None or now - last[0] >= POSITION_WRITE_EVERY_MS or last[1] != pos.status:
             # positions are not part of the alert offsets' guarantee: written without waiting
@@ -364,7 +383,18 @@ class Router:
         jobs = []
         for act in expired:
             self._end(act.item.alert_id, AssignmentStatus.TIMED_OUT, f"no acknowledgement in {self.cfg.ack_timeout_s:g} s")
+            unit = act.assignment.unit_id
+            if self._seen.get(unit, 0) <= act.assignment.assigned_at_ms:
+                # not a word from it since the assignment: unreachable, not just slow (a unit whose
+                # simulator or tablet is gone would otherwise be the nearest again and again)
+                self._take_offline(unit, now, "no report since its assignment")
             jobs.append((act.item, act.assignment.attempt + 1, act.tried))
+        if now >= self._next_sweep_ms:
+            self._next_sweep_ms = now + 1_000
+            stale_before = now - int(self.cfg.unit_stale_s * 1000)
+            for unit, state in list(self.units.items()):
+                if state.status == UnitStatus.AVAILABLE and self._seen.get(unit, now) < stale_before:
+                    self._take_offline(unit, now, f"no report for {self.cfg.unit_stale_s:g} s")
         if jobs:
             self.dispatch(jobs)
         if self._freed and len(self.queue):

@@ -36,6 +36,7 @@ class MemoryStore:
         self.units: dict[str, _Row] = {}
         self.base: dict[str, tuple[float, float]] = {}
         self.positions: dict[str, tuple[float, float]] = {}
+        self.position_time: dict[str, int] = {}
         self.assignments: dict[str, dict[str, Assignment]] = {}
         self.status_log: list[tuple[str, str | None, str, str]] = []
         self.queue: dict[str, QueuedAlert] = {}
@@ -52,7 +53,7 @@ class MemoryStore:
         for uid, r in self.units.items():
             lat, lon = self.positions.get(uid, self.base[uid])
             out.append(UnitRow(uid, "", *self.base[uid], UnitStatus(r.status), r.alert_id, r.assignment_id, 0,
-                               lat, lon, None))
+                               lat, lon, self.position_time.get(uid)))
         return out
 
     def register_unit(self, unit_id: str, lat: float, lon: float, crew: str = "", at_ms: int | None = None) -> bool:
@@ -106,6 +107,7 @@ class MemoryStore:
 
     def write_position(self, pos: UnitPosition) -> _Done:
         self.positions[pos.unit_id] = (pos.lat, pos.lon)
+        self.position_time[pos.unit_id] = pos.time_ms
         return _Done()
 
     def write_assignment_async(self, a: Assignment) -> list[_Done]:

@@ -14,6 +14,8 @@ class RouterSettings(BaseSettings):
     group_id: str = "emon-router"
     instance_id: str = ""  # defaults to host-pid; names the side consumer
     ack_timeout_s: float = Field(30.0, gt=0, le=3600)  # unit must acknowledge within this
+    # a unit with no position report for this long is offline (not dispatched) until it reports again
+    unit_stale_s: float = Field(60.0, gt=0, le=86_400)
     speed_kmh: float = Field(45.0, gt=1, le=200)  # average urban ambulance speed
     road_factor: float = Field(1.35, ge=1.0, le=3.0)  # road distance / straight-line distance
     turnout_s: float = Field(60.0, ge=0, le=1800)  # time for the crew to leave

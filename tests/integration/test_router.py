@@ -188,7 +188,8 @@ def test_reassigned_to_next_nearest_after_ack_timeout(clean: Any, kafka: KafkaSe
     assert steps == [("it-u1", "assigned", 0), ("it-u1", "timed_out", 0), ("it-u2", "assigned", 1),
                      ("it-u2", "acknowledged", 1)]
     units = {r.unit_id: r.status for r in clean.execute("SELECT unit_id, status FROM units")}
-    assert units == {"it-u1": "available", "it-u2": "acknowledged"}
+    # it-u1 never reported after its assignment: offline (not sent again) until it reports
+    assert units == {"it-u1": "offline", "it-u2": "acknowledged"}
 
 
 def test_two_routers_racing_never_double_assign(clean: Any, kafka: KafkaSettings) -> None:

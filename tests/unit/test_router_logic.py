@@ -66,7 +66,55 @@ def test_timeout_reassigns_to_next_nearest():
     r.tick()
     assert [(a.unit_id, a.status, a.attempt) for a in sent[1:]] == [
         ("u1", AssignmentStatus.TIMED_OUT, 0), ("u2", AssignmentStatus.ASSIGNED, 1)]
-    assert store.units["u1"].status == "available" and store.units["u2"].status == "assigned"
+    # u1 said nothing since it was assigned: offline (not sent again) until it reports
+    assert store.units["u1"].status == "offline" and store.units["u2"].status == "assigned"
+    r.on_position(pos("u1", UnitStatus.AVAILABLE))
+    assert store.units["u1"].status == "available"
+
+
+def test_a_unit_that_reports_but_does_not_acknowledge_stays_available():
+    r, store, sent, clock = make({"u1": (C_LAT + 0.01, C_LON), "u2": (C_LAT + 0.02, C_LON)}, timeout_s=5)
+    r.on_alert(alert("a1"))
+    clock.t += 2_000
+    r.on_position(pos("u1", UnitStatus.AVAILABLE))  # alive (a crew that did not answer in time)
+    clock.t += 4_000
+    r.tick()
+    assert [(a.unit_id, a.status) for a in sent[1:]] == [("u1", AssignmentStatus.TIMED_OUT),
+                                                           ("u2", AssignmentStatus.ASSIGNED)]
+    assert store.units["u1"].status == "available"
+
+
+def test_silent_units_are_not_sent_and_come_back_when_they_report():
+    # u-ghost is nearest but stopped reporting (its tablet or simulator is gone)
+    r, store, sent, clock = make({"u-ghost": (C_LAT + 0.001, C_LON), "u-live": (C_LAT + 0.03, C_LON)})
+    clock.t += 30_000
+    r.on_position(pos("u-live", UnitStatus.AVAILABLE, C_LAT + 0.03, C_LON))
+    clock.t += 31_000  # 61 s since load: u-ghost past unit_stale_s (60), u-live heard 31 s ago
+    r.tick()
+    assert store.units["u-ghost"].status == "offline" and store.units["u-live"].status == "available"
+    assert ("u-ghost", "available", "offline", "no report for 60 s") in store.status_log
+    r.on_alert(alert("a1"))
+    assert [a.unit_id for a in sent] == ["u-live"]
+    r.on_position(pos("u-ghost", UnitStatus.AVAILABLE, C_LAT + 0.001, C_LON))  # back in service
+    assert store.units["u-ghost"].status == "available"
+    r.on_alert(alert("a2"))
+    assert [a.unit_id for a in sent] == ["u-live", "u-ghost"]
+
+
+def test_after_a_restart_units_silent_since_long_before_are_offline_at_once():
+    store = MemoryStore()
+    store.add_unit("u-old", C_LAT + 0.001, C_LON)  # last report an hour before the restart
+    store.add_unit("u-new", C_LAT + 0.02, C_LON)  # reported a second before it
+    clock = Clock()
+    store.position_time["u-old"] = clock.t - 3_600_000
+    store.position_time["u-new"] = clock.t - 1_000
+    sent: list = []
+    r = Router(store, sent.append, RouterSettings(), clock=clock)
+    r.load()
+    r.tick()
+    assert store.units["u-old"].status == "offline"
+    r.on_alert(alert("a1"))
+    assert [a.unit_id for a in sent] == ["u-new"]
 
 
 def test_ack_stops_timeout_and_lifecycle_completes():
