@@ -245,6 +245,20 @@ class Router:
         log.info("assignment %s %s (%s)", a.assignment_id, status.value, reason)
         return act
 
+    def _redispatch(self, jobs: list[tuple[QueuedAlert, int, set[str]]]) -> None:
+        """Next attempts for alerts whose unit let go; none for an alert a dispatcher resolved
+        (the map's resolve reaches a router that was down only through Cassandra)."""
+        keep = []
+        for item, attempt, tried in jobs:
+            if self.store.resolved_by_dispatcher(item.alert_id):
+                self.completed.add(item.alert_id)
+                self.counters["dropped_resolved"] += 1
+                log.info("%s was resolved by a dispatcher: no next unit", item.alert_id)
+            else:
+                keep.append((item, attempt, tried))
+        if keep:
+            self.dispatch(keep)
+
     def _take_offline(self, unit_id: str, now: int, reason: str) -> None:
         """An idle available unit that stopped reporting: offline until its next report."""
         state = self.units.get(unit_id)
@@ -340,6 +354,13 @@ class Router:
             elif pos.status == UnitStatus.AVAILABLE and cur == UnitStatus.ON_SCENE:
                 self.completed.add(act.item.alert_id)
                 self._end(act.item.alert_id, AssignmentStatus.COMPLETED, "unit back in service")
+            elif pos.status == UnitStatus.AVAILABLE and cur in (UnitStatus.ACKNOWLEDGED, UnitStatus.EN_ROUTE):
+                # the crew took the job and then reports free without reaching the patient (its app
+                # restarted, or it was stood down by radio): the patient still needs someone. Before,
+                # such a unit stayed en route forever and was never sent anywhere again.
+                ended = self._end(act.item.alert_id, AssignmentStatus.RELEASED, "unit reported available before arriving")
+                if ended is not None:
+                    self._redispatch([(ended.item, ended.assignment.attempt + 1, ended.tried)])
             return
         if state.assignment_id is None and state.status in (UnitStatus.AVAILABLE, UnitStatus.OFFLINE):
             if pos.status == UnitStatus.OFFLINE and state.status == UnitStatus.AVAILABLE:
@@ -389,14 +410,13 @@ class Router:
                 # simulator or tablet is gone would otherwise be the nearest again and again)
                 self._take_offline(unit, now, "no report since its assignment")
             jobs.append((act.item, act.assignment.attempt + 1, act.tried))
+        self._redispatch(jobs)
         if now >= self._next_sweep_ms:
             self._next_sweep_ms = now + 1_000
             stale_before = now - int(self.cfg.unit_stale_s * 1000)
             for unit, state in list(self.units.items()):
                 if state.status == UnitStatus.AVAILABLE and self._seen.get(unit, now) < stale_before:
                     self._take_offline(unit, now, f"no report for {self.cfg.unit_stale_s:g} s")
-        if jobs:
-            self.dispatch(jobs)
         if self._freed and len(self.queue):
             self._freed = False
             batch = []

@@ -127,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
     from simulators.loadtest.cleanup import resolve_leftover_queue
 
     left = resolve_leftover_queue(load(CassandraSettings), FIRST_PATIENT, DEFAULT_DEVICES)
-    print(f"[loadtest] earlier load tests' alerts still waiting for a unit: {left['resolved']} resolved; "
-          f"other alerts waiting: {left['others_waiting']}", file=sys.stderr, flush=True)
+    print(f"[loadtest] earlier load tests' alerts resolved: {left['resolved']} waiting for a unit, "
+          f"{left['resolved_holding_units']} holding one; other alerts waiting: {left['others_waiting']}",
+          file=sys.stderr, flush=True)
     tag = time.strftime("%m%d%H%M%S")
     workdir = args.workdir or state_dir() / "loadtest" / tag
     workdir.mkdir(parents=True, exist_ok=True)

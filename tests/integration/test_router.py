@@ -284,8 +284,20 @@ def test_earlier_load_tests_waiting_alerts_are_resolved_and_dropped(clean: Any) 
     waiting = {f"it-{run}-old-lt": "pat-01234", f"it-{run}-demo": "pat-00042"}
     for k, (aid, pid) in enumerate(waiting.items()):
         store.queue_put(QueuedAlert(Severity.CRITICAL.rank, now + k, aid, pid, *C, "critical")).result()
+    # an earlier run's alert with a unit en route to it (a later run reuses that unit id)
+    held = f"alert:pat-01235:dev-01235:{run}"
+    register(store, {"it-reused": (C[0] + 0.002, C[1])})
+    asg = Assignment(assignment_id=f"{held}:a0", alert_id=held, unit_id="it-reused", patient_id="pat-01235",
+                     status=AssignmentStatus.EN_ROUTE, severity=Severity.CRITICAL, distance_m=500, eta_s=80,
+                     assigned_at_ms=now - 600_000, updated_at_ms=now - 590_000,
+                     patient_location=GeoPoint(lat=C[0], lon=C[1]))
+    assert store.claim("it-reused", held, asg.assignment_id, now - 600_000)
+    assert store.advance("it-reused", asg.assignment_id, UnitStatus.EN_ROUTE, now - 590_000)
+    for f in store.write_assignment_async(asg):
+        f.result()
     left = resolve_leftover_queue(load(CassandraSettings), 1_000, 3_000, session=clean)
-    assert left == {"resolved": 1, "others_waiting": 1}
+    assert left == {"resolved": 1, "resolved_holding_units": 1, "others_waiting": 1}
+    assert store.resolved_by_dispatcher(held)
     assert store.resolved_by_dispatcher(f"it-{run}-old-lt") and not store.resolved_by_dispatcher(f"it-{run}-demo")
     audit = [r for r in clean.execute("SELECT alert_id, username, action FROM map_audit_log")
              if r.alert_id == f"it-{run}-old-lt"]
@@ -301,3 +313,9 @@ def test_earlier_load_tests_waiting_alerts_are_resolved_and_dropped(clean: Any) 
     router.flush_writes()
     assert [a.alert_id for a in sent] == [f"it-{run}-demo"]
     assert list(clean.execute("SELECT alert_id FROM dispatch_queue")) == []
+    # the reused unit reports in, free: released from the old alert, and nobody else is sent there
+    router.on_position(UnitPosition(unit_id="it-reused", lat=C[0] + 0.002, lon=C[1], status=UnitStatus.AVAILABLE,
+                                    time_ms=now))
+    router.flush_writes()
+    assert [(a.alert_id, a.status) for a in sent[1:]] == [(held, AssignmentStatus.RELEASED)]
+    assert store.unit_status("it-reused")[0] == UnitStatus.AVAILABLE

@@ -117,6 +117,36 @@ def test_after_a_restart_units_silent_since_long_before_are_offline_at_once():
     assert [a.unit_id for a in sent] == ["u-new"]
 
 
+def test_a_unit_en_route_that_reports_available_is_replaced():
+    r, store, sent, clock = make({"u1": (C_LAT + 0.01, C_LON), "u2": (C_LAT + 0.02, C_LON)})
+    r.on_alert(alert("a1"))
+    r.on_position(pos("u1", UnitStatus.ACKNOWLEDGED))
+    r.on_position(pos("u1", UnitStatus.EN_ROUTE))
+    clock.t += 1_000
+    r.on_position(pos("u1", UnitStatus.AVAILABLE))  # its app restarted: the job is gone
+    assert [(a.unit_id, a.status, a.attempt) for a in sent[3:]] == [
+        ("u1", AssignmentStatus.RELEASED, 0), ("u2", AssignmentStatus.ASSIGNED, 1)]
+    assert store.units["u1"].status == "available" and store.units["u2"].status == "assigned"
+
+
+def test_a_just_assigned_unit_reporting_available_keeps_the_job():
+    # its periodic report left before it saw the assignment: the ack timeout decides, not this
+    r, store, sent, _ = make({"u1": (C_LAT + 0.01, C_LON), "u2": (C_LAT + 0.02, C_LON)})
+    r.on_alert(alert("a1"))
+    r.on_position(pos("u1", UnitStatus.AVAILABLE))
+    assert [a.status for a in sent] == [AssignmentStatus.ASSIGNED] and store.units["u1"].status == "assigned"
+
+
+def test_no_next_unit_for_an_alert_resolved_while_the_router_could_not_hear_it():
+    r, store, sent, clock = make({"u1": (C_LAT + 0.01, C_LON), "u2": (C_LAT + 0.02, C_LON)}, timeout_s=5)
+    r.on_alert(alert("a1"))
+    store.resolved.add("a1")  # resolved on the map through Cassandra only (router down at the time)
+    clock.t += 6_000
+    r.tick()
+    assert [(a.unit_id, a.status) for a in sent] == [("u1", AssignmentStatus.ASSIGNED), ("u1", AssignmentStatus.TIMED_OUT)]
+    assert store.units["u2"].status == "available"
+
+
 def test_ack_stops_timeout_and_lifecycle_completes():
     r, store, sent, clock = make({"u1": (C_LAT, C_LON)}, timeout_s=5)
     r.on_alert(alert("a1"))
