@@ -166,6 +166,10 @@ def format_report(rep: dict) -> str:
              f"alerts: expected {rep['alerts_expected']} raised {rep['alerts_raised']} duplicate "
              f"{rep['alert_duplicates']} missing {rep['alerts_missing']}",
              "latency ms            n      p50      p95      p99      max"]
+    late = rep.get("sim_lateness_ms")
+    if late:
+        lines.insert(3, f"simulator behind its schedule: p50 {late.get('p50')} ms, p99 {late.get('p99')} ms "
+                        "(included in every latency below)")
     for hop, p in rep["latency_ms"].items():
         f = lambda x: f"{x:8.0f}" if x is not None else "       -"  # noqa: E731
         lines.append(f"  {hop:20s}{p['n']:4d} {f(p['p50'])} {f(p['p95'])} {f(p['p99'])} {f(p['max'])}")

@@ -105,6 +105,17 @@ def settle(obs: Observers, p: Pipeline, truth_path: Path, max_s: float, quiet_s:
     return time.monotonic() - t0
 
 
+def sim_lateness(summary: Path) -> dict[str, float] | None:
+    """How late the simulator published frames against their schedule (its ``--json`` summary).
+
+    Latencies start at the device's timestamps, as a real device publishes on time; a harness
+    late on a busy machine adds its lateness to every hop after it (``device_to_gateway``)."""
+    try:
+        return json.loads(summary.read_text()).get("lateness_ms")
+    except (OSError, ValueError):
+        return None
+
+
 def merge_gateway_metrics(per_gateway: list[dict[str, float]]) -> dict[str, float]:
     """One view of several gateways: counters (``*_total``) summed, gauges at their largest."""
     out: dict[str, float] = {}
@@ -214,6 +225,7 @@ def run_load(*, workdir: Path, tag: str, patients: int, duration_s: float, start
                            wall_s=wall, stats=stats, load=sampler.load, metrics=metrics)
         res.report["settle_s"] = round(settled, 1)
         res.report["sim_exit"] = p.procs.returncode("sim")
+        res.report["sim_lateness_ms"] = sim_lateness(workdir / "sim.json")
         return res
     finally:
         if sampler is not None:

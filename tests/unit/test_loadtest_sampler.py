@@ -41,3 +41,21 @@ def test_two_gateways_metrics_add_up_counters_and_keep_the_largest_gauge() -> No
     assert merged["emon_gateway_flagged_beats_total"] == 664.0  # before: the last gateway's 0
     assert merged['emon_gateway_rhythm_events_total{kind="pause"}'] == 100.0
     assert merged["emon_gateway_processing_lag_seconds"] == 0.4
+
+
+def test_the_report_reads_how_late_the_simulator_was(tmp_path) -> None:
+    import json
+
+    from simulators.loadtest.run import sim_lateness
+    from simulators.loadtest_cli import format_report
+
+    (tmp_path / "sim.json").write_text(json.dumps({"frames_sent": 10, "lateness_ms": {"p50": 542.4, "p99": 2586.4}}))
+    assert sim_lateness(tmp_path / "sim.json") == {"p50": 542.4, "p99": 2586.4}
+    assert sim_lateness(tmp_path / "missing.json") is None
+    hop = {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    rep = {"patients": 10, "duration_s": 60, "realtime": True, "wall_s": 61, "cpu_count": 2,
+           "load_average_1m": {"mean": 1.0, "max": 2.0}, "events_expected": 0, "events_delivered": 0, "lost": 0,
+           "duplicates": 0, "events": {"beats": {}}, "alerts_expected": 0, "alerts_raised": 0,
+           "alert_duplicates": 0, "alerts_missing": 0, "latency_ms": {"beat_to_kafka": hop}, "throughput": {},
+           "processes": {}, "sim_lateness_ms": sim_lateness(tmp_path / "sim.json")}
+    assert "simulator behind its schedule: p50 542.4 ms, p99 2586.4 ms" in format_report(rep)
