@@ -93,8 +93,9 @@ class Router:
         now = self.clock()
         for u in self.store.load_units():
             self.units[u.unit_id] = UnitState(u.status, u.alert_id, u.assignment_id)
-            # a unit never heard from gets unit_stale_s from now; one silent since long before is swept at once
-            self._seen[u.unit_id] = u.position_time_ms if u.position_time_ms else now
+            # last sign of life: its last report, else its last status change (registration included);
+            # a unit silent since long before is swept at once, one with neither gets unit_stale_s from now
+            self._seen[u.unit_id] = max(u.position_time_ms or 0, u.updated_at_ms or 0) or now
             self.index.upsert(u.unit_id, u.lat, u.lon, u.status == UnitStatus.AVAILABLE)
             if u.alert_id and u.assignment_id and u.status in _PROGRESS:
                 for a in self.store.assignments_for_alert(u.alert_id):

@@ -37,6 +37,7 @@ class MemoryStore:
         self.base: dict[str, tuple[float, float]] = {}
         self.positions: dict[str, tuple[float, float]] = {}
         self.position_time: dict[str, int] = {}
+        self.updated_at: dict[str, int] = {}  # last status change (0: unknown)
         self.assignments: dict[str, dict[str, Assignment]] = {}
         self.status_log: list[tuple[str, str | None, str, str]] = []
         self.queue: dict[str, QueuedAlert] = {}
@@ -44,16 +45,19 @@ class MemoryStore:
         self.resolved: set[str] = set()  # alerts a dispatcher resolved
         self._lock = threading.Lock()
 
-    def add_unit(self, unit_id: str, lat: float, lon: float, status: UnitStatus = UnitStatus.AVAILABLE) -> None:
+    def add_unit(self, unit_id: str, lat: float, lon: float, status: UnitStatus = UnitStatus.AVAILABLE,
+                 at_ms: int | None = None) -> None:
         self.units[unit_id] = _Row(status.value)
         self.base[unit_id] = (lat, lon)
+        if at_ms is not None:
+            self.updated_at[unit_id] = at_ms
 
     def load_units(self) -> list[UnitRow]:
         out = []
         for uid, r in self.units.items():
             lat, lon = self.positions.get(uid, self.base[uid])
-            out.append(UnitRow(uid, "", *self.base[uid], UnitStatus(r.status), r.alert_id, r.assignment_id, 0,
-                               lat, lon, self.position_time.get(uid)))
+            out.append(UnitRow(uid, "", *self.base[uid], UnitStatus(r.status), r.alert_id, r.assignment_id,
+                               self.updated_at.get(uid, 0), lat, lon, self.position_time.get(uid)))
         return out
 
     def register_unit(self, unit_id: str, lat: float, lon: float, crew: str = "", at_ms: int | None = None) -> bool:

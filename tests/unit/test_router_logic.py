@@ -117,6 +117,21 @@ def test_after_a_restart_units_silent_since_long_before_are_offline_at_once():
     assert [a.unit_id for a in sent] == ["u-new"]
 
 
+def test_after_a_restart_a_unit_that_never_reported_counts_from_its_last_status_change():
+    clock = Clock()
+    store = MemoryStore()
+    store.add_unit("u-test", C_LAT + 0.001, C_LON, at_ms=clock.t - 600_000)  # an earlier test's, never reported
+    store.add_unit("u-new", C_LAT + 0.02, C_LON)
+    store.position_time["u-new"] = clock.t - 1_000
+    sent: list = []
+    r = Router(store, sent.append, RouterSettings(), clock=clock)
+    r.load()
+    r.tick()
+    assert store.units["u-test"].status == "offline"
+    r.on_alert(alert("a1"))
+    assert [a.unit_id for a in sent] == ["u-new"]
+
+
 def test_a_unit_en_route_that_reports_available_is_replaced():
     r, store, sent, clock = make({"u1": (C_LAT + 0.01, C_LON), "u2": (C_LAT + 0.02, C_LON)})
     r.on_alert(alert("a1"))
