@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from emon_core.contracts import Alert, AlertStatus, AssignmentStatus, GeoPoint, Severity, UnitPosition, UnitStatus
 from paramedic_router.memory_store import MemoryStore
 from paramedic_router.dispatch import Router
@@ -101,33 +103,24 @@ def test_silent_units_are_not_sent_and_come_back_when_they_report():
     assert [a.unit_id for a in sent] == ["u-live", "u-ghost"]
 
 
-def test_after_a_restart_units_silent_since_long_before_are_offline_at_once():
-    store = MemoryStore()
-    store.add_unit("u-old", C_LAT + 0.001, C_LON)  # last report an hour before the restart
-    store.add_unit("u-new", C_LAT + 0.02, C_LON)  # reported a second before it
-    clock = Clock()
-    store.position_time["u-old"] = clock.t - 3_600_000
-    store.position_time["u-new"] = clock.t - 1_000
-    sent: list = []
-    r = Router(store, sent.append, RouterSettings(), clock=clock)
-    r.load()
-    r.tick()
-    assert store.units["u-old"].status == "offline"
-    r.on_alert(alert("a1"))
-    assert [a.unit_id for a in sent] == ["u-new"]
-
-
-def test_after_a_restart_a_unit_that_never_reported_counts_from_its_last_status_change():
+@pytest.mark.parametrize("last_sign", ["report", "status_change"])
+def test_after_a_restart_units_silent_since_long_before_are_offline_at_once(last_sign: str):
+    # u-old: last report an hour before the restart, or (an earlier test's unit) never reported
+    # and registered 10 minutes before; u-new reported a second before the restart
     clock = Clock()
     store = MemoryStore()
-    store.add_unit("u-test", C_LAT + 0.001, C_LON, at_ms=clock.t - 600_000)  # an earlier test's, never reported
+    if last_sign == "report":
+        store.add_unit("u-old", C_LAT + 0.001, C_LON)
+        store.position_time["u-old"] = clock.t - 3_600_000
+    else:
+        store.add_unit("u-old", C_LAT + 0.001, C_LON, at_ms=clock.t - 600_000)
     store.add_unit("u-new", C_LAT + 0.02, C_LON)
     store.position_time["u-new"] = clock.t - 1_000
     sent: list = []
     r = Router(store, sent.append, RouterSettings(), clock=clock)
     r.load()
     r.tick()
-    assert store.units["u-test"].status == "offline"
+    assert store.units["u-old"].status == "offline"
     r.on_alert(alert("a1"))
     assert [a.unit_id for a in sent] == ["u-new"]
 
