@@ -176,8 +176,8 @@ class DeviceSession:
         if frame.lead_off != self.lead_off:
             self.lead_off = frame.lead_off
             ups += self.rhythm.signal("lead_off", first, frame.lead_off, "lead off")
-        mv = adu_to_mv(frame.samples, frame.gain_adu_per_mv, frame.baseline_adu)
-        end_ms = frame.device_time_ms + int(round(len(frame.samples) * 1000.0 / self.fs))
+        mv = adu_to_mv(frame.adu, frame.gain_adu_per_mv, frame.baseline_adu)
+        end_ms = frame.device_time_ms + int(round(frame.n_samples * 1000.0 / self.fs))
         self.last_sent_ms, self.last_received_ms = end_ms, received_ms
         ups += self._feed(mv, first, end_ms, received_ms)
         return ups

@@ -297,7 +297,7 @@ class GatewayPipeline:
         self.frames_ok += 1
         self.bytes_in += len(payload)
         self._lag_s = time.time() - received_ms / 1000.0
-        end_ms = frame.device_time_ms + int(round(len(frame.samples) * 1000.0 / frame.fs_hz))
+        end_ms = frame.device_time_ms + int(round(frame.n_samples * 1000.0 / frame.fs_hz))
         self._events(session, ups, end_ms, received_ms)
         if self.checkpoints is not None:
             if session.hot and not session.pending and session.checkpoint_due():

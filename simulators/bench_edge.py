@@ -387,11 +387,13 @@ def bridge_alone(n: int, payload: bytes, bootstrap: str, tmp: Path) -> dict[str,
         _clear_sessions(MqttSettings(), [("bridge", tag)])
 
 
-def replay_frames(devices: int, seconds: int, source: str = "synthetic") -> tuple[str, list[list[tuple[str, bytes]]]]:
+def replay_frames(devices: int, seconds: int, source: str = "synthetic",
+                  encoding: str = "i16") -> tuple[str, list[list[tuple[str, bytes]]]]:
     """Encoded 1 s, 360 Hz frames of ``devices`` simulated patients (``dev-00000`` .., site-00), per second.
 
     ``source`` is ``synthetic`` or ``mitdb`` (patient ``i`` replays what ``emon sim devices`` would
-    give it, falling back to synthetic when the records are absent); returns the source used."""
+    give it, falling back to synthetic when the records are absent); returns the source used.
+    ``encoding``: samples as base64 int16 (``i16``, what the simulator sends) or JSON numbers."""
     from emon_core.contracts import EcgFrame
     from simulators.synthetic import SyntheticConfig, SyntheticSource
 
@@ -404,10 +406,15 @@ def replay_frames(devices: int, seconds: int, source: str = "synthetic") -> tupl
             srcs = [patient_source(i, DEFAULT_MITDB) for i in range(devices)]
         else:
             source = "synthetic"
-    frames = [[(f"ecg/site-00/dev-{i:05d}/frames", EcgFrame(
-        device_id=f"dev-{i:05d}", seq=k, device_time_ms=1_700_000_000_000 + 1000 * k, fs_hz=360.0,
-        gain_adu_per_mv=src.gain_adu_per_mv, baseline_adu=src.baseline_adu, first_sample_index=360 * k,
-        samples=src.read(360 * k, 360).samples.tolist()).encode()) for i, src in enumerate(srcs)] for k in range(seconds)]
+    def frame(i: int, src: Any, k: int) -> bytes:
+        adu = src.read(360 * k, 360).samples
+        packed = EcgFrame.pack_i16(adu) if encoding == "i16" else None
+        return EcgFrame(
+            device_id=f"dev-{i:05d}", seq=k, device_time_ms=1_700_000_000_000 + 1000 * k, fs_hz=360.0,
+            gain_adu_per_mv=src.gain_adu_per_mv, baseline_adu=src.baseline_adu, first_sample_index=360 * k,
+            samples=None if packed else adu.tolist(), samples_i16=packed).encode()
+
+    frames = [[(f"ecg/site-00/dev-{i:05d}/frames", frame(i, src, k)) for i, src in enumerate(srcs)] for k in range(seconds)]
     return source, frames
 
 

@@ -65,6 +65,8 @@ def configure_devices(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jitter-ms", type=float, default=0.0, help="random publish delay 0..J ms per frame")
     g.add_argument("--dropout", type=float, default=0.0, help="probability that a frame is never sent")
     g.add_argument("--backlog-frames", type=int, default=600, help="frames kept per device while disconnected")
+    g.add_argument("--encoding", choices=("i16", "json"), default="i16",
+                   help="samples as base64 int16 (default; compact) or as JSON numbers")
     g.add_argument("--session-expiry-s", type=int, default=3600, help="MQTT session expiry (default 3600 s)")
     g.add_argument("--mqtt-host", default=None, help="broker host (default EMON_MQTT_HOST or 127.0.0.1)")
     g.add_argument("--mqtt-port", type=int, default=None, help="broker port (default EMON_MQTT_PORT or 1883)")

@@ -56,6 +56,7 @@ class DeviceOptions:
     dropout: float = 0.0
     backlog_frames: int = 600
     session_expiry_s: int = 3600
+    encoding: str = "i16"  # "i16": samples as base64 int16 (json numbers when they do not fit); "json": numbers
 
 
 class VirtualDevice:
@@ -152,6 +153,7 @@ class VirtualDevice:
             return
         chunk = src.read(first, self.frame_n)
         truth["lead_off"] = chunk.lead_off
+        packed = EcgFrame.pack_i16(chunk.samples) if self.options.encoding == "i16" else None
         payload = EcgFrame(
             device_id=self.device_id,
             seq=k,
@@ -160,7 +162,8 @@ class VirtualDevice:
             gain_adu_per_mv=src.gain_adu_per_mv,
             baseline_adu=src.baseline_adu,
             first_sample_index=first,
-            samples=chunk.samples.tolist(),
+            samples=None if packed else chunk.samples.tolist(),
+            samples_i16=packed,
             lead_off=chunk.lead_off,
         ).encode()
         if self.connected and not self.backlog:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -84,6 +85,25 @@ def test_frame_round_trips(frame: EcgFrame) -> None:
     assert decode_any(frame.encode()) == frame
 
 
+@given(st.lists(st.integers(-32768, 32767), min_size=1, max_size=400), st.sampled_from([np.int16, np.int64, np.float64]))
+@settings(max_examples=60, deadline=None)
+def test_int16_samples_round_trip_and_equal_the_json_form(values: list[int], dtype: type) -> None:
+    packed = EcgFrame.pack_i16(np.array(values, dtype=dtype))
+    assert packed is not None
+    common = dict(device_id="dev-00001", seq=1, device_time_ms=1, fs_hz=360.0, first_sample_index=0)
+    compact = EcgFrame(samples_i16=packed, **common)
+    decoded = decode(compact.encode(), EcgFrame)
+    assert decoded == compact and b'"samples"' not in compact.encode()
+    as_json = EcgFrame(samples=[float(v) for v in values], **common)
+    assert decoded.adu.tolist() == as_json.adu.tolist() == values
+    assert decoded.n_samples == len(values) and not decoded.adu.flags.writeable
+
+
+@pytest.mark.parametrize("values", [[1.5], [float("nan")], [32768.0], [-32769], [70_000], [float("inf")]])
+def test_values_that_are_not_int16_are_not_packed(values: list[float]) -> None:
+    assert EcgFrame.pack_i16(np.array(values)) is None
+
+
 @given(flagged_beats())
 @settings(max_examples=60, deadline=None)
 def test_flagged_beat_round_trips_through_edge_union(beat: FlaggedBeat) -> None:
@@ -147,6 +167,10 @@ def test_other_contracts_round_trip() -> None:
         (lambda d: d.update(unknown_field=1), "unknown field"),
         (lambda d: d.update(schema=2), "future schema"),
         (lambda d: d.update(samples=[0.0] * 3601, fs_hz=360.0), "longer than 10 s"),
+        (lambda d: d.update(samples_i16="AAAA"), "both sample forms"),
+        (lambda d: (d.pop("samples"), d.update(samples_i16="AAA")), "int16 samples not base64"),
+        (lambda d: (d.pop("samples"), d.update(samples_i16="AAAA")), "odd number of int16 bytes"),
+        (lambda d: (d.pop("samples"), d.update(samples_i16=EcgFrame.pack_i16(np.zeros(3601)))), "int16 longer than 10 s"),
     ],
 )
 def test_malformed_frames_raise_contract_error(mutation, reason: str) -> None:

@@ -61,6 +61,15 @@ def test_bad_frames_counted_by_reason_and_other_devices_unaffected(pipeline: Gat
         "out_of_order": [frame(bad, 5, first_sample_index=100).encode()],
         "unknown_device": [frame("dev-99999", 0).encode()],
     }
+    as_i16 = {k: v for k, v in json.loads(frame(bad, 1).encode()).items() if k != "samples"}
+    cases["malformed"] += [
+        json.dumps({**as_i16, "samples_i16": "not base64!"}).encode(),
+        json.dumps({**as_i16, "samples_i16": "AAAA"}).encode(),  # 3 bytes: not int16 samples
+        json.dumps({**as_i16, "samples_i16": "AAAAAA==", "samples": [1.0]}).encode(),  # both forms
+        json.dumps(as_i16).encode(),  # neither
+    ]
+    cases["oversized"] += [json.dumps({**as_i16, "fs_hz": 100.0, "samples_i16": EcgFrame.pack_i16(np.zeros(1001))}).encode(),
+                           json.dumps({**as_i16, "samples_i16": "A" * 30_000}).encode()]
     nan_payload = json.loads(frame(bad, 1).encode())
     nan_payload["samples"][3] = float("nan")
     cases["nan"] = [json.dumps(nan_payload).encode()]  # json.dumps writes NaN
@@ -83,8 +92,39 @@ def test_bad_frames_counted_by_reason_and_other_devices_unaffected(pipeline: Gat
     p.handle(topic(bad), frame(bad, 1).encode(), T0)
     assert p.sessions[bad].last_seq == 1
     snap = p.snapshot()
-    assert snap["frames_invalid"]["malformed"] == 4
+    assert snap["frames_invalid"]["malformed"] == 8
     assert p.metrics.registry.get_sample_value("emon_gateway_frames_invalid_total", {"reason": "nan"}) == 1
+
+
+def test_int16_frames_give_exactly_what_json_frames_give(tmp_path: Path) -> None:
+    """The same ECG sent as base64 int16 and as JSON numbers: identical gateway output."""
+    from simulators.scenario import parse_scenario
+    from simulators.synthetic import SyntheticConfig, generate
+
+    ecg = generate(40.0, SyntheticConfig(fs_hz=FS, seed=4), parse_scenario("vt@15:k=7,pause@28:s=4"))
+    outputs, sizes = [], []
+    for encoding in ("json", "i16"):
+        p = GatewayPipeline(load_gateway_settings(None, simulated=10), DeviceRegistry.simulated(10), RulesClassifier(),
+                            Outbox(tmp_path / f"{encoding}.db"))
+        for k in range(40):
+            adu = ecg.samples[k * 250:(k + 1) * 250]
+            packed = EcgFrame.pack_i16(adu) if encoding == "i16" else None
+            assert (packed is not None) == (encoding == "i16")
+            payload = frame("dev-00001", k, gain_adu_per_mv=ecg.gain_adu_per_mv, baseline_adu=ecg.baseline_adu,
+                            samples=None if packed else adu.tolist(), samples_i16=packed).encode()
+            sizes.append(len(payload))
+            p.handle(topic("dev-00001"), payload, T0 + 1000 * k, now_mono=10.0 + k)
+            p.tick(now_mono=10.5 + k)
+        assert not p.invalid and p.frames_ok == 40
+        msgs = [json.loads(e.payload) for e in p.outbox.peek(0, 10_000)]
+        for m in msgs:  # wall-clock fields differ between the two runs
+            m.pop("trace", None)
+            m.pop("created_at_ms", None)
+        outputs.append(msgs)
+    kinds = {m["type"] for m in outputs[0]}
+    assert {"flagged_beat", "rhythm_event"} <= kinds
+    assert outputs[0] == outputs[1]
+    assert sum(sizes[40:]) < 0.6 * sum(sizes[:40])  # the int16 form is well under 60 % of the JSON one
 
 
 def test_gap_is_filled_and_a_long_gap_restarts_the_stream(pipeline: GatewayPipeline) -> None:
