@@ -198,15 +198,16 @@ class EcgFrame(Contract):
 
     __hash__ = None  # type: ignore[assignment]  # samples are a list
 
+    # pydantic serves private attributes through a __getattr__ fallback (~3 us); the dict is direct
     @property
     def adu(self) -> npt.NDArray[np.float64]:
         """The samples in ADC units (read-only float64 array), whichever form they came in."""
-        return self._adu
+        return self.__pydantic_private__["_adu"]  # type: ignore[index]
 
     @property
     def n_samples(self) -> int:
         """How many samples the frame holds."""
-        return int(self._adu.size)
+        return int(self.__pydantic_private__["_adu"].size)  # type: ignore[index]
 
     @staticmethod
     def pack_i16(adu: npt.ArrayLike) -> str | None:
