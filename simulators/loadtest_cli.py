@@ -157,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_report(rep: dict) -> str:
+    from simulators.loadtest.run import CLOCK_STEP_TOLERANCE_S
+
     lines = [f"patients {rep['patients']}  duration {rep['duration_s']:.0f} s  "
              f"{'real time' if rep['realtime'] else 'fast'}  wall {rep['wall_s']} s  "
              f"load avg (1 min) mean {rep['load_average_1m']['mean']} max {rep['load_average_1m']['max']} "
@@ -170,6 +172,10 @@ def format_report(rep: dict) -> str:
     if late:
         lines.insert(3, f"simulator behind its schedule: p50 {late.get('p50')} ms, p99 {late.get('p99')} ms "
                         "(included in every latency below)")
+    step = rep.get("clock_step_s")
+    if step is not None and abs(step) > CLOCK_STEP_TOLERANCE_S:
+        lines.insert(3, f"WARNING: wall clock stepped by {step:+.1f} s during the run: latencies spanning it are "
+                        "off by that much (and the report is not valid)")
     for hop, p in rep["latency_ms"].items():
         f = lambda x: f"{x:8.0f}" if x is not None else "       -"  # noqa: E731
         lines.append(f"  {hop:20s}{p['n']:4d} {f(p['p50'])} {f(p['p95'])} {f(p['p99'])} {f(p['max'])}")

@@ -105,6 +105,26 @@ def settle(obs: Observers, p: Pipeline, truth_path: Path, max_s: float, quiet_s:
     return time.monotonic() - t0
 
 
+CLOCK_STEP_TOLERANCE_S = 0.5
+
+
+class ClockWatch:
+    """Notices the wall clock being stepped (NTP, a VM resumed) while a run lasts.
+
+    Every latency here is a difference of wall-clock stamps from several processes, and the
+    simulated devices date their samples from the clock at start: a step of the wall clock in
+    the middle of a run shifts every later stamp by the step (a VM here once jumped ~150 s,
+    and pause events "took" 150 s). Wall-clock elapsed minus monotonic elapsed is the step.
+    """
+
+    def __init__(self) -> None:
+        self.wall0, self.mono0 = time.time(), time.monotonic()
+
+    def step_s(self) -> float:
+        """How far the wall clock moved beyond real elapsed time since construction (s)."""
+        return (time.time() - self.wall0) - (time.monotonic() - self.mono0)
+
+
 def sim_lateness(summary: Path) -> dict[str, float] | None:
     """How late the simulator published frames against their schedule (its ``--json`` summary).
 
@@ -207,6 +227,7 @@ def run_load(*, workdir: Path, tag: str, patients: int, duration_s: float, start
                          scenario_patients=scenario_patients, hr_bpm=70.0 if source == "synthetic" else None,
                          summary=workdir / "sim.json", seed=seed)
         sampler = ProcSampler(p.pids, services=service_pids)
+        clock = ClockWatch()
         log(f"simulating {patients} patients for {duration_s:.0f} s ({'fast' if fast else 'real time'}) ...")
         t_sim = time.monotonic()
         p.procs.start("sim", sim, p.env)
@@ -226,6 +247,10 @@ def run_load(*, workdir: Path, tag: str, patients: int, duration_s: float, start
         res.report["settle_s"] = round(settled, 1)
         res.report["sim_exit"] = p.procs.returncode("sim")
         res.report["sim_lateness_ms"] = sim_lateness(workdir / "sim.json")
+        res.report["clock_step_s"] = round(clock.step_s(), 3)
+        if abs(res.report["clock_step_s"]) > CLOCK_STEP_TOLERANCE_S:
+            log(f"WARNING: the wall clock was stepped by {res.report['clock_step_s']:+.1f} s during the run; "
+                "latencies spanning the step are wrong by that much: run again")
         return res
     finally:
         if sampler is not None:

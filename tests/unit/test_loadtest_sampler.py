@@ -43,6 +43,16 @@ def test_two_gateways_metrics_add_up_counters_and_keep_the_largest_gauge() -> No
     assert merged["emon_gateway_processing_lag_seconds"] == 0.4
 
 
+def _empty_report(**extra: object) -> dict:
+    """A report of a run with no traffic, for the printed form."""
+    hop = {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    return {"patients": 10, "duration_s": 60, "realtime": True, "wall_s": 61, "cpu_count": 2,
+            "load_average_1m": {"mean": 1.0, "max": 2.0}, "events_expected": 0, "events_delivered": 0, "lost": 0,
+            "duplicates": 0, "events": {"beats": {}}, "alerts_expected": 0, "alerts_raised": 0,
+            "alert_duplicates": 0, "alerts_missing": 0, "latency_ms": {"beat_to_kafka": hop}, "throughput": {},
+            "processes": {}, **extra}
+
+
 def test_the_report_reads_how_late_the_simulator_was(tmp_path) -> None:
     import json
 
@@ -52,10 +62,22 @@ def test_the_report_reads_how_late_the_simulator_was(tmp_path) -> None:
     (tmp_path / "sim.json").write_text(json.dumps({"frames_sent": 10, "lateness_ms": {"p50": 542.4, "p99": 2586.4}}))
     assert sim_lateness(tmp_path / "sim.json") == {"p50": 542.4, "p99": 2586.4}
     assert sim_lateness(tmp_path / "missing.json") is None
-    hop = {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
-    rep = {"patients": 10, "duration_s": 60, "realtime": True, "wall_s": 61, "cpu_count": 2,
-           "load_average_1m": {"mean": 1.0, "max": 2.0}, "events_expected": 0, "events_delivered": 0, "lost": 0,
-           "duplicates": 0, "events": {"beats": {}}, "alerts_expected": 0, "alerts_raised": 0,
-           "alert_duplicates": 0, "alerts_missing": 0, "latency_ms": {"beat_to_kafka": hop}, "throughput": {},
-           "processes": {}, "sim_lateness_ms": sim_lateness(tmp_path / "sim.json")}
+    rep = _empty_report(sim_lateness_ms=sim_lateness(tmp_path / "sim.json"))
     assert "simulator behind its schedule: p50 542.4 ms, p99 2586.4 ms" in format_report(rep)
+
+
+def test_a_wall_clock_step_during_the_run_is_measured_and_reported(monkeypatch) -> None:
+    import time
+
+    from simulators.loadtest import run
+    from simulators.loadtest_cli import format_report
+
+    watch = run.ClockWatch()
+    assert abs(watch.step_s()) < 0.1
+    real = time.time
+    monkeypatch.setattr(run.time, "time", lambda: real() + 150.0)  # NTP stepped the clock forward
+    assert 149.9 < watch.step_s() < 150.1
+    rep = _empty_report(clock_step_s=round(watch.step_s(), 3))
+    assert "WARNING: wall clock stepped by +150.0 s" in format_report(rep)
+    rep["clock_step_s"] = 0.02
+    assert "stepped" not in format_report(rep)
