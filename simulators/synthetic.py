@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import dataclass
 
@@ -37,6 +38,14 @@ _BEFORE_S, _AFTER_S = 0.35, 0.75  # support of a beat around its R peak
 _TEMPLATES: dict[tuple[float, str, float], npt.NDArray[np.float64]] = {}  # shared beat shapes
 _NOISE_LEN = 65_521  # prime: a shared table of unit white noise, ~3 min at 360 Hz
 _NOISE = np.random.default_rng(20_240_601).standard_normal(_NOISE_LEN)
+_WANDER_HZ = (0.22, 0.05)  # baseline wander components (breathing, slow drift); the second at half amplitude
+
+
+@functools.lru_cache(maxsize=64)
+def _rotation(fs_hz: float, freq_hz: float, n: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """cos and sin of 2 pi f k / fs for k < n, shared by all patients of that rate and frame length."""
+    a = 2 * np.pi * freq_hz * np.arange(n) / fs_hz
+    return np.cos(a), np.sin(a)
 
 
 @dataclass(frozen=True)
@@ -209,9 +218,16 @@ class SyntheticSource:
         return out * self._scale
 
     def _wander_mv(self, start: int, n: int) -> npt.NDArray[np.float64]:
-        t = (start + np.arange(n)) / self.fs_hz
-        w = self.config.wander_mv
-        return w * np.sin(2 * np.pi * 0.22 * t + self._phase[2]) + 0.5 * w * np.sin(2 * np.pi * 0.05 * t)
+        # sin(theta0 + a_k) = sin(theta0) cos(a_k) + cos(theta0) sin(a_k): two shared tables and
+        # two scalars per component instead of evaluating sin on every sample (1/5 of the cost)
+        out = np.zeros(n)
+        for amp, freq, phase in ((1.0, _WANDER_HZ[0], self._phase[2]), (0.5, _WANDER_HZ[1], 0.0)):
+            cos_k, sin_k = _rotation(self.fs_hz, freq, n)
+            theta0 = 2 * math.pi * freq * start / self.fs_hz + phase
+            out += (amp * math.sin(theta0)) * cos_k
+            out += (amp * math.cos(theta0)) * sin_k
+        out *= self.config.wander_mv
+        return out
 
     def _white(self, stream: int, start: int, n: int) -> npt.NDArray[np.float64]:
         """Unit white noise at device samples ``start..start+n-1`` (a per-patient window onto a
@@ -219,7 +235,7 @@ class SyntheticSource:
         pos = (self._noise_offset[stream] + start) % _NOISE_LEN
         if pos + n <= _NOISE_LEN:
             return _NOISE[pos : pos + n]
-        return np.concatenate([_NOISE[pos:], _NOISE[: n - (_NOISE_LEN - pos)]])
+        return _NOISE[(pos + np.arange(n)) % _NOISE_LEN]  # wraps, as often as a long read needs
 
     def _noise_mv(self, start: int, n: int) -> npt.NDArray[np.float64]:
         out = self.config.noise_mv * self._white(0, start, n)

@@ -20,9 +20,10 @@ def test_same_seed_same_signal_and_truth() -> None:
     assert not np.array_equal(a.samples, c.samples)
 
 
-def test_rendering_does_not_depend_on_chunking() -> None:
-    cfg, sc = SyntheticConfig(seed=5, fs_hz=250), parse_scenario("vt@10:k=5,noise@15:d=3")
-    whole = generate(25.0, cfg, sc).samples
+@pytest.mark.parametrize("fs, seconds", [(250.0, 25.0), (360.0, 400.0)])  # 400 s wraps the noise table twice
+def test_rendering_does_not_depend_on_chunking(fs: float, seconds: float) -> None:
+    cfg, sc = SyntheticConfig(seed=5, fs_hz=fs), parse_scenario("vt@10:k=5,noise@15:d=3")
+    whole = generate(seconds, cfg, sc).samples
     src = SyntheticSource(cfg, sc)
     parts = np.concatenate([src.read(i, 173).samples for i in range(0, len(whole), 173)])
     assert np.array_equal(parts[: len(whole)], whole)
