@@ -29,6 +29,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from simulators.clock_watch import CLOCK_STEP_TOLERANCE_S, ClockWatch
+
 REPO = Path(__file__).resolve().parent.parent
 EMON = str(REPO / ".venv" / "bin" / "emon") if (REPO / ".venv" / "bin" / "emon").exists() else "emon"
 BENCH_TOPIC = "emon.bench-edge"
@@ -216,6 +218,7 @@ def run_level(n: int, o: argparse.Namespace, tmp: Path, bootstrap: str) -> dict[
                             "--json", str(logs / "sim.json"), "--drain-s", "5"])
         procs.insert(0, sim)
         sampler = ProcSampler({"gateway": gateway, "bridge": bridge, "sim": sim})
+        clock = ClockWatch()
         lags: list[float] = []
         t0 = time.monotonic()
         m0 = _get(gw_port, "/metrics")
@@ -242,6 +245,7 @@ def run_level(n: int, o: argparse.Namespace, tmp: Path, bootstrap: str) -> dict[
             "flagged_in_kafka": tail.count, "hops_ms": tail.hop_percentiles(),
             "lag_s_p99": _round(_pct(lags[2:], 99), 3),
             "traffic_reduction": health.get("traffic_reduction"), "keeps_up": keeps_up, "processes": usage,
+            "sim_lateness_ms": _find(sim_summary, "lateness_ms"), "clock_step_s": round(clock.step_s(), 3),
         }
     finally:
         _stop(procs)
@@ -482,6 +486,10 @@ def bench_edge(args: argparse.Namespace) -> int:
               f"latency p50/p99 {r['latency_ms_p50']}/{r['latency_ms_p99']} ms, lag p99 {r['lag_s_p99']} s, "
               f"reduction {r['traffic_reduction']}x, keeps up: {r['keeps_up']}; {r['processes']}")
         print("       hops p50/p99 ms: " + ", ".join(f"{h} {v['p50']}/{v['p99']}" for h, v in r["hops_ms"].items()))
+        late = r["sim_lateness_ms"] or {}
+        print(f"       simulator behind its schedule p50/p99 {late.get('p50')}/{late.get('p99')} ms")
+        if abs(r["clock_step_s"]) > CLOCK_STEP_TOLERANCE_S:
+            print(f"       WARNING: the wall clock was stepped by {r['clock_step_s']:+.1f} s: latencies above are void")
         if not r["keeps_up"]:
             break
         best = n

@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_report(rep: dict) -> str:
-    from simulators.loadtest.run import CLOCK_STEP_TOLERANCE_S
+    from simulators.clock_watch import CLOCK_STEP_TOLERANCE_S
 
     lines = [f"patients {rep['patients']}  duration {rep['duration_s']:.0f} s  "
              f"{'real time' if rep['realtime'] else 'fast'}  wall {rep['wall_s']} s  "

@@ -69,13 +69,13 @@ def test_the_report_reads_how_late_the_simulator_was(tmp_path) -> None:
 def test_a_wall_clock_step_during_the_run_is_measured_and_reported(monkeypatch) -> None:
     import time
 
-    from simulators.loadtest import run
+    from simulators import clock_watch
     from simulators.loadtest_cli import format_report
 
-    watch = run.ClockWatch()
+    watch = clock_watch.ClockWatch()
     assert abs(watch.step_s()) < 0.1
     real = time.time
-    monkeypatch.setattr(run.time, "time", lambda: real() + 150.0)  # NTP stepped the clock forward
+    monkeypatch.setattr(clock_watch.time, "time", lambda: real() + 150.0)  # NTP stepped the clock forward
     assert 149.9 < watch.step_s() < 150.1
     rep = _empty_report(clock_step_s=round(watch.step_s(), 3))
     assert "WARNING: wall clock stepped by +150.0 s" in format_report(rep)
