@@ -207,7 +207,7 @@ class EcgFrame(Contract):
     @property
     def n_samples(self) -> int:
         """How many samples the frame holds."""
-        return int(self.__pydantic_private__["_adu"].size)  # type: ignore[index]
+        return int(self.adu.size)
 
     @staticmethod
     def pack_i16(adu: npt.ArrayLike) -> str | None:
@@ -220,6 +220,16 @@ class EcgFrame(Contract):
         if packed.astype(x.dtype).tobytes() != x.tobytes():  # a byte compare: ~3x cheaper than ==
             return None
         return base64.b64encode(packed.tobytes()).decode("ascii")
+
+    @classmethod
+    def from_adu(cls, adu: npt.ArrayLike, *, compact: bool = True, **fields: Any) -> "EcgFrame":
+        """A frame of these ADC samples: as ``samples_i16`` when ``compact`` and they fit int16,
+        else as JSON numbers. ``fields`` are the other fields (device_id, seq, ...)."""
+        x = np.asarray(adu)
+        packed = cls.pack_i16(x) if compact else None
+        if packed is not None:
+            return cls(samples_i16=packed, **fields)
+        return cls(samples=x.tolist(), **fields)
 
     def encode(self) -> bytes:
         """Compact JSON; the absent sample form is left out rather than sent as null."""

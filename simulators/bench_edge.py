@@ -411,12 +411,10 @@ def replay_frames(devices: int, seconds: int, source: str = "synthetic",
         else:
             source = "synthetic"
     def frame(i: int, src: Any, k: int) -> bytes:
-        adu = src.read(360 * k, 360).samples
-        packed = EcgFrame.pack_i16(adu) if encoding == "i16" else None
-        return EcgFrame(
+        return EcgFrame.from_adu(
+            src.read(360 * k, 360).samples, compact=encoding == "i16",
             device_id=f"dev-{i:05d}", seq=k, device_time_ms=1_700_000_000_000 + 1000 * k, fs_hz=360.0,
-            gain_adu_per_mv=src.gain_adu_per_mv, baseline_adu=src.baseline_adu, first_sample_index=360 * k,
-            samples=None if packed else adu.tolist(), samples_i16=packed).encode()
+            gain_adu_per_mv=src.gain_adu_per_mv, baseline_adu=src.baseline_adu, first_sample_index=360 * k).encode()
 
     frames = [[(f"ecg/site-00/dev-{i:05d}/frames", frame(i, src, k)) for i, src in enumerate(srcs)] for k in range(seconds)]
     return source, frames

@@ -153,8 +153,9 @@ class VirtualDevice:
             return
         chunk = src.read(first, self.frame_n)
         truth["lead_off"] = chunk.lead_off
-        packed = EcgFrame.pack_i16(chunk.samples) if self.options.encoding == "i16" else None
-        payload = EcgFrame(
+        payload = EcgFrame.from_adu(
+            chunk.samples,
+            compact=self.options.encoding == "i16",
             device_id=self.device_id,
             seq=k,
             device_time_ms=device_time_ms,
@@ -162,8 +163,6 @@ class VirtualDevice:
             gain_adu_per_mv=src.gain_adu_per_mv,
             baseline_adu=src.baseline_adu,
             first_sample_index=first,
-            samples=None if packed else chunk.samples.tolist(),
-            samples_i16=packed,
             lead_off=chunk.lead_off,
         ).encode()
         if self.connected and not self.backlog:

@@ -50,7 +50,7 @@ def build_devices(args: argparse.Namespace, recorder: TruthRecorder) -> list[Vir
     options = DeviceOptions(
         frame_ms=args.frame_ms, jitter_ms=args.jitter_ms, dropout=args.dropout,
         backlog_frames=args.backlog_frames, session_expiry_s=args.session_expiry_s,
-        encoding=getattr(args, "encoding", "i16"),
+        encoding=args.encoding,
     )
     devices = []
     for n in range(args.start_index, args.start_index + args.patients):

@@ -102,6 +102,9 @@ def test_int16_samples_round_trip_and_equal_the_json_form(values: list[int], dty
 @pytest.mark.parametrize("values", [[1.5], [float("nan")], [32768.0], [-32769], [70_000], [float("inf")]])
 def test_values_that_are_not_int16_are_not_packed(values: list[float]) -> None:
     assert EcgFrame.pack_i16(np.array(values)) is None
+    if all(np.isfinite(values)):  # from_adu falls back to JSON numbers for them
+        f = EcgFrame.from_adu(values, device_id="dev-00001", seq=1, device_time_ms=1, fs_hz=360.0, first_sample_index=0)
+        assert f.samples_i16 is None and f.samples == [float(v) for v in values]
 
 
 @given(flagged_beats())

@@ -107,11 +107,12 @@ def test_int16_frames_give_exactly_what_json_frames_give(tmp_path: Path) -> None
         p = GatewayPipeline(load_gateway_settings(None, simulated=10), DeviceRegistry.simulated(10), RulesClassifier(),
                             Outbox(tmp_path / f"{encoding}.db"))
         for k in range(40):
-            adu = ecg.samples[k * 250:(k + 1) * 250]
-            packed = EcgFrame.pack_i16(adu) if encoding == "i16" else None
-            assert (packed is not None) == (encoding == "i16")
-            payload = frame("dev-00001", k, gain_adu_per_mv=ecg.gain_adu_per_mv, baseline_adu=ecg.baseline_adu,
-                            samples=None if packed else adu.tolist(), samples_i16=packed).encode()
+            f = EcgFrame.from_adu(ecg.samples[k * 250:(k + 1) * 250], compact=encoding == "i16",
+                                  device_id="dev-00001", seq=k, device_time_ms=T0 + k * 1000, fs_hz=FS,
+                                  first_sample_index=k * 250, gain_adu_per_mv=ecg.gain_adu_per_mv,
+                                  baseline_adu=ecg.baseline_adu)
+            assert (f.samples_i16 is not None) == (encoding == "i16") and (f.samples is None) == (encoding == "i16")
+            payload = f.encode()
             sizes.append(len(payload))
             p.handle(topic("dev-00001"), payload, T0 + 1000 * k, now_mono=10.0 + k)
             p.tick(now_mono=10.5 + k)
