@@ -36,7 +36,12 @@ class GatewayMetrics:
                                      ["result"], registry=r)
         self.model = Gauge("emon_gateway_model_info", "the beat model in use", ["version"], registry=r)
         self.lag = Gauge("emon_gateway_processing_lag_seconds", "receive-to-processed delay of the last frame", registry=r)
-        self.queue = Gauge("emon_gateway_queue_depth", "frames waiting for the processing thread", registry=r)
+        # frames not yet read wait on the broker (the intake reads in rounds), where only this shows them
+        self.frame_age = Gauge("emon_gateway_frame_age_seconds", "device clock at the end of the last processed "
+                               "frame to its processing (network, broker backlog, processing; device clocks "
+                               "must be in sync)", registry=r)
+        self.queue = Gauge("emon_gateway_intake_round_frames",
+                           "frames read in the last intake round (at intake_round_frames: a backlog)", registry=r)
         self.batch = Histogram("emon_gateway_classify_batch_beats", "beats per classifier call",
                                buckets=(1, 4, 16, 64, 256, 1024, 4096), registry=r)
         self.classify_s = Histogram("emon_gateway_classify_seconds", "classifier call time",

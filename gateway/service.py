@@ -1,10 +1,12 @@
 """The gateway service: MQTT intake -> per-device signal core -> batched classification -> outbox -> MQTT.
 
-Threads: paho's network threads (intake and upstream clients) only enqueue; one
-processing thread owns every :class:`DeviceSession` (a device's frames are handled in
-order) and runs a tick every ``tick_ms``: classify the ready beats of *all* devices in one
-classifier call, turn them into flagged beats and rhythm events, commit them to the
-outbox; the publisher thread drains the outbox upstream.
+Threads: one processing thread reads the intake client itself, in rounds every
+``intake_poll_ms`` (:class:`emon_core.adapters.mqtt.CallerLoop`: no network thread, one
+``recv`` and one ``send`` of PUBACKs per round), and owns every :class:`DeviceSession` (a
+device's frames are handled in order). It runs a tick every ``tick_ms``: classify the ready
+beats of *all* devices in one classifier call, turn them into flagged beats and rhythm
+events, commit them to the outbox; the publisher thread (with paho's network thread of the
+upstream client) drains the outbox upstream.
 
 Each device's session is checkpointed to ``sessions.db`` in the state dir (see
 :mod:`gateway.checkpoint`): at the tick after classification, every ``checkpoint_every_s``
@@ -37,7 +39,6 @@ from gateway.classifier import CLASSES, decide
 from gateway.checkpoint import CheckpointError, decode as decode_checkpoint, encode as encode_checkpoint, refusal
 from gateway.checkpoint_store import CheckpointStore
 from gateway.device_session import DeviceSession, FrameRejected
-from gateway.inbox import Inbox
 from gateway.messages import Outgoing
 from gateway.metrics import GatewayMetrics
 from gateway.outbox import Outbox
@@ -212,6 +213,7 @@ class GatewayPipeline:
         # per-frame and per-beat counts go to Prometheus once a tick (each update takes a lock)
         self._reported: dict[str, int] = {"frames": 0, "bytes": 0}
         self._lag_s: float | None = None
+        self._age_s = 0.0
         # labelled children looked up once: labels() costs ~15 us a call, one call per beat
         self._beat_counter = functools.cache(self.metrics.beats.labels)
         self._event_counter = functools.cache(self.metrics.events.labels)
@@ -296,8 +298,10 @@ class GatewayPipeline:
             return
         self.frames_ok += 1
         self.bytes_in += len(payload)
-        self._lag_s = time.time() - received_ms / 1000.0
         end_ms = frame.device_time_ms + int(round(frame.n_samples * 1000.0 / frame.fs_hz))
+        now_s = time.time()
+        self._lag_s = now_s - received_ms / 1000.0
+        self._age_s = now_s - end_ms / 1000.0
         self._events(session, ups, end_ms, received_ms)
         if self.checkpoints is not None:
             if session.hot and not session.pending and session.checkpoint_due():
@@ -344,6 +348,7 @@ class GatewayPipeline:
             rep["frames"], rep["bytes"] = self.frames_ok, self.bytes_in
         if self._lag_s is not None:
             self.metrics.lag.set(max(0.0, self._lag_s))
+            self.metrics.frame_age.set(self._age_s)
             self._lag_s = None
         for cls, n in self.beats.items():
             if n > rep.get(cls, 0):
@@ -519,7 +524,7 @@ class GatewayService:
     """Runs the pipeline against real MQTT: intake client, publisher, HTTP endpoints, signals."""
 
     def __init__(self, settings: GatewaySettings, registry: DeviceRegistry, classifier: Any) -> None:
-        from emon_core.adapters.mqtt import Will, create_client
+        from emon_core.adapters.mqtt import CallerLoop, Will, create_client
 
         from emon_core.http_endpoints import HttpEndpoints
         from gateway.publisher import Publisher
@@ -535,7 +540,8 @@ class GatewayService:
         self.checkpoints = CheckpointStore(sd / "sessions.db", settings.checkpoint_max_age_s)
         self.pipeline = GatewayPipeline(settings, registry.for_site(settings.site_id), classifier, self.outbox,
                                         self.metrics, self.checkpoints)
-        self.queue: Inbox[tuple[str, bytes, int]] = Inbox(settings.queue_frames)
+        self.received: list[tuple[str, bytes, int]] = []  # the current intake round, in order
+        self.last_round = 0
         self.stopping = threading.Event()
         self.loop_alive_mono = time.monotonic()
         _, _, will_payload, _ = messages.status(settings.site_id, self.gateway_id, False, self.pipeline.model_version, [])
@@ -549,10 +555,11 @@ class GatewayService:
         self.up.on_disconnect = self._on_up_disconnect
         self.intake = create_client(self.mqtt, client_id=f"{self.gateway_id}-in",
                                     subscriptions=[(MQTT_FRAMES_SUB.format(site_id=settings.site_id), 1)],
-                                    on_connect=self._on_in_connect, max_inflight=100, buffered_reads=True)
+                                    on_connect=self._on_in_connect, max_inflight=100)
         self.intake.on_message = self._on_message
-        for c in (self.up, self.intake):  # back quickly after a broker restart
-            c.reconnect_delay_set(1, 2)
+        self.intake_loop = CallerLoop(self.intake, self.mqtt, clean_start=False,
+                                      session_expiry_s=settings.mqtt.session_expiry_s, reconnect_s=(1.0, 2.0))
+        self.up.reconnect_delay_set(1, 2)  # back quickly after a broker restart
         self.intake.on_disconnect = self._on_in_disconnect
         self.http = HttpEndpoints(settings.http_host, settings.http_port, self.metrics.registry, self.health)
         self.model_watcher = ModelWatcher(settings, classifier, self.metrics, settings.model_watch_s)
@@ -580,11 +587,8 @@ class GatewayService:
         self.metrics.intake.set(0)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        if self.stopping.is_set():
-            return
-        item = (msg.topic, bytes(msg.payload), int(time.time() * 1000))
-        if not self.queue.put(item, timeout=5.0):  # blocking paho's thread delays PUBACKs: backpressure
-            self.pipeline.reject("queue_full", msg.topic)
+        # on the processing thread, inside CallerLoop.poll: processed right after the round
+        self.received.append((msg.topic, msg.payload, int(time.time() * 1000)))
 
     # -- health ---------------------------------------------------------------------------------
 
@@ -602,7 +606,7 @@ class GatewayService:
             "outbox_not_stuck": not stuck,
         }
         detail = {"checks": checks, "loop_age_s": round(loop_age, 2), "gateway_id": self.gateway_id,
-                  "site_id": self.settings.site_id, "queue": self.queue.qsize(),
+                  "site_id": self.settings.site_id, "last_round_frames": self.last_round,
                   "outbox_oldest_s": round(self.outbox.oldest_age_s(), 1), "outbox_retained": self.outbox.retained,
                   "upstream_replays": self.publisher.replays, "upstream_replayed": self.publisher.replayed,
                   **self.pipeline.snapshot()}
@@ -635,12 +639,13 @@ class GatewayService:
         return 0
 
     def _connect(self, timeout_s: float, connect_and_wait: Any) -> None:
-        sess = self.settings.mqtt.session_expiry_s
         deadline = time.monotonic() + timeout_s
-        for client, clean, expiry in ((self.up, True, None), (self.intake, False, sess)):
+        attempts = ((lambda: connect_and_wait(self.up, self.mqtt, timeout_s=10.0, clean_start=True)),
+                    (lambda: self.intake_loop.connect(timeout_s=10.0)))
+        for attempt in attempts:
             while True:
                 try:
-                    connect_and_wait(client, self.mqtt, timeout_s=10.0, clean_start=clean, session_expiry_s=expiry)
+                    attempt()
                     break
                 except Exception as err:  # noqa: BLE001 - bounded wait for the broker
                     from emon_core.errors import ConfigError
@@ -658,16 +663,25 @@ class GatewayService:
 
     def _loop(self) -> None:
         tick_s = self.settings.tick_ms / 1000.0
+        round_s = self.settings.intake_poll_ms / 1000.0
         next_tick = time.monotonic() + tick_s
         next_status = time.monotonic() + 60.0
+        next_round = 0.0
+        more = False
         while not self.stopping.is_set():
-            self._drain_queue(until=next_tick)
+            now = time.monotonic()
+            if not more:  # caught up: let frames gather for a round (one wake-up, one recv)
+                wait = min(next_round, next_tick) - now
+                if wait > 0 and self.stopping.wait(wait):
+                    break
+            next_round = time.monotonic() + round_s
+            more = self._intake_round()
             now = time.monotonic()
             if now >= next_tick:
                 if self.pipeline.tick(now):
                     self.publisher.wake()
                 self.loop_alive_mono = now
-                self.metrics.queue.set(self.queue.qsize())
+                self.metrics.queue.set(self.last_round)
                 self.metrics.outbox_depth.set(len(self.outbox))
                 self.metrics.outbox_retained.set(self.outbox.retained)
                 next_tick = max(next_tick + tick_s, now)
@@ -680,35 +694,27 @@ class GatewayService:
                 self._publish_status(True)
                 next_status = now + 60.0
 
-    def _drain_queue(self, until: float, min_items: int = 100, batch: int = 32) -> None:
-        """Process frames until ``until``; behind schedule, still at least ``min_items`` waiting ones."""
-        done = 0
+    def _intake_round(self) -> bool:
+        """Read what arrived (at most ``intake_round_frames``) and process it; True if more waits."""
+        more = self.intake_loop.poll(max_packets=self.settings.intake_round_frames)
+        items, self.received = self.received, []
+        self.last_round = len(items)
         handle = self.pipeline.handle
-        while True:
-            timeout = until - time.monotonic()
-            if timeout <= 0 and done >= min_items:
-                return
-            items = self.queue.take(batch, timeout if timeout > 0 else 0.0)
-            if not items:
-                if timeout <= 0 or time.monotonic() >= until:
-                    return
-                continue
-            for topic, payload, received in items:
-                handle(topic, payload, received)
-            done += len(items)
+        for topic, payload, received in items:
+            handle(topic, payload, received)
+        return more
 
     def _shutdown(self) -> None:
         log.info("gateway stopping: intake off, draining")
         self.stopping.set()
         self.model_watcher.stop()
+        for topic, payload, received in self.received:  # read (and acknowledged) before the stop
+            self.pipeline.handle(topic, payload, received)
+        self.received = []
         try:
-            self.intake.disconnect()
-            self.intake.loop_stop()
+            self.intake_loop.disconnect()
         except Exception:  # noqa: BLE001
             log.debug("intake disconnect failed", exc_info=True)
-        while items := self.queue.take(1000, 0.0):
-            for topic, payload, received in items:
-                self.pipeline.handle(topic, payload, received)
         self.pipeline.tick()
         n = self.pipeline.write_checkpoints()
         log.info("checkpointed %d device session(s)", n)

@@ -119,7 +119,10 @@ class GatewaySettings(BaseSettings):
     model_path: Path | None = None
     model_watch_s: float = Field(5.0, ge=0, le=3600, description="poll the model file for updates (0: only on SIGHUP)")
     tick_ms: int = Field(100, ge=5, le=2000)
-    queue_frames: int = Field(20_000, ge=10, le=1_000_000)
+    intake_poll_ms: int = Field(20, ge=0, le=500, description="read the intake in rounds this far apart (frames "
+                                "wait up to this long; fewer wake-ups and one PUBACK write per round)")
+    intake_round_frames: int = Field(256, ge=1, le=100_000, description="frames read per round at most (then a tick "
+                                     "can run; the rest waits in the socket and on the broker)")
     max_devices: int = Field(5_000, ge=1, le=100_000)
     idle_evict_s: float = Field(300.0, gt=0)
     silent_after_s: float = Field(10.0, gt=0)

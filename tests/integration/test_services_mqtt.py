@@ -209,3 +209,57 @@ def test_an_away_gateways_session_keeps_more_than_ten_seconds_of_a_full_site(mqt
         last = got[0]
         time.sleep(2.0)
     assert got[0] == n, f"{n - got[0]} of {n} dropped by the broker"
+
+
+def test_caller_loop_reads_in_rounds_acknowledges_and_comes_back_after_losing_its_connection(
+        mqtt_settings: MqttSettings, mqtt_clients: list) -> None:
+    """The gateway's intake (CallerLoop, no network thread): every message once, in order, with
+    the PUBACKs of a round sent together; a takeover of its client id drops the connection, and
+    the loop reconnects to its persistent session and gets what was published meanwhile."""
+    topic = "edge/site-02/dev-02996/events"
+    cid = f"it-caller-{uuid.uuid4().hex[:8]}"
+    s = mqtt_settings.with_user("bridge")
+    got: list[bytes] = []
+    connects: list[bool] = []
+    sub = adapter.create_client(s, client_id=cid, subscriptions=[(topic, 1)],
+                                on_connect=lambda c, u, f, reason, p: connects.append(f.session_present))
+    sub.on_message = lambda c, u, m: got.append(m.payload)
+    loop = adapter.CallerLoop(sub, s, clean_start=False, session_expiry_s=60, reconnect_s=(0.2, 0.5))
+    loop.connect(timeout_s=10)
+    g = mqtt_settings.with_user("gateway")
+    pub = adapter.create_client(g, client_id=f"{cid}-pub", max_inflight=500)
+    mqtt_clients.append(pub)
+    adapter.connect_and_wait(pub, g)
+
+    def publish(lo: int, hi: int) -> None:
+        for info in [pub.publish(topic, str(i).encode(), qos=1) for i in range(lo, hi)]:
+            info.wait_for_publish(10)
+
+    def poll_until(n: int, timeout_s: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(got) < n and time.monotonic() < deadline:
+            loop.poll(max_packets=64, wait_s=0.05)
+
+    time.sleep(0.3)  # the SUBACK
+    publish(0, 300)
+    poll_until(300)
+    assert [int(p) for p in got] == list(range(300))
+    # the session takeover: the broker closes the loop's connection
+    thief = adapter.create_client(s, client_id=cid)
+    adapter.connect_and_wait(thief, s, clean_start=False, session_expiry_s=60)
+    thief.disconnect()
+    thief.loop_stop()
+    publish(300, 400)  # queued on the session while nobody is connected
+    deadline = time.monotonic() + 15
+    while (not sub.is_connected() or len(got) < 400) and time.monotonic() < deadline:
+        loop.poll(wait_s=0.05)
+    loop.disconnect()
+    assert connects == [False, True]  # reconnected, to the session it had
+    # acknowledged messages are not sent again: each once (MQTT allows a duplicate only if its
+    # PUBACK never reached the broker, and every round here ended with a flush)
+    assert [int(p) for p in got] == list(range(400))
+    # a session left behind: clear it
+    clean = adapter.create_client(s, client_id=cid)
+    adapter.connect_and_wait(clean, s, clean_start=True, session_expiry_s=0)
+    clean.disconnect()
+    clean.loop_stop()

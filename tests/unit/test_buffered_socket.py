@@ -39,3 +39,23 @@ def test_other_socket_methods_are_the_sockets() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_coalesced_writes_leave_in_one_send_at_flush_or_close() -> None:
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        buf = BufferedSocket(b, coalesce_writes=True)
+        assert buf.send(b"\x40\x02\x00\x01") == 4  # paho sees every PUBACK written
+        assert buf.send(b"\x40\x02\x00\x02") == 4
+        with pytest.raises(BlockingIOError):  # nothing on the wire before the flush
+            a.recv(100)
+        assert buf.flush() == 0
+        assert a.recv(100) == b"\x40\x02\x00\x01\x40\x02\x00\x02"
+        buf.send(b"\xe0\x00")  # paho writes DISCONNECT, then closes the socket at once
+        buf.close()
+        a.setblocking(True)
+        assert a.recv(100) == b"\xe0\x00"
+        assert a.recv(100) == b""
+    finally:
+        a.close()
