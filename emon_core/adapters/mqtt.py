@@ -342,9 +342,9 @@ class CallerLoop:
     paho's wake-up socket pair for each PUBACK) and woke the process. Read in rounds by the
     thread that processes them, a round takes everything that arrived since the last one
     from one ``recv`` (:class:`BufferedSocket`) and sends all its PUBACKs in one ``send``.
-    1,000 QoS 1 messages/s of 1.2 kB with 0.4 ms of work each cost 0.36 ms of extra CPU per
-    message through paho's thread and a queue, 0.14 ms in 20 ms rounds here
-    (``scripts/bench_intake.py``).
+    1,000 QoS 1 messages/s of 1.2 kB with 0.4 ms of work each: 0.30-0.32 ms of CPU per message
+    beyond the work through paho's thread and a queue, 0.10-0.11 ms in 20 ms rounds here, for
+    ~13 ms more latency at the median (``scripts/bench_intake.py``, 2026-12-03).
 
     Reconnects after a lost connection with a backoff, and keeps the connection alive
     (``loop_misc``), as long as :meth:`poll` is called at least every keepalive interval.
