@@ -80,6 +80,8 @@ class DeviceTruth:
     events: list[dict[str, Any]] = field(default_factory=list)
     sent_ranges: list[tuple[int, int]] = field(default_factory=list)  # [first, first+n)
     sent_seqs: list[int] = field(default_factory=list)
+    # scheduled end of a sent frame (device clock, as the gateway computes it) -> how late it was published
+    publish_late_ms: dict[int, int] = field(default_factory=dict)
 
     def was_sent(self, index: int) -> bool:
         """True when sample ``index`` lies in a frame the device sent."""
@@ -120,6 +122,8 @@ def load_truth(path: Path | str) -> Truth:
                 dev.sent_ranges.append((rec["first"], rec["first"] + rec["n"]))
                 dev.sent_seqs.append(int(rec["seq"]))
                 dev.beats.extend((int(i), str(c), int(rec["sent_ms"])) for i, c in rec["beats"])
+                end_ms = int(rec["device_time_ms"]) + int(round(rec["n"] * 1000.0 / dev.fs_hz))
+                dev.publish_late_ms[end_ms] = max(0, int(rec["sent_ms"]) - end_ms)
             elif kind == "drop":
                 dev.frames_dropped += 1
                 dev.fs_hz = float(rec["fs_hz"])

@@ -156,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _p99s(lat: dict) -> str:
+    return ", ".join(f"{h} p99 {p['p99']:.0f}" for h, p in lat.items() if h.startswith("beat_to") and p.get("p99") is not None)
+
+
 def format_report(rep: dict) -> str:
     from simulators.clock_watch import CLOCK_STEP_TOLERANCE_S
 
@@ -171,7 +175,8 @@ def format_report(rep: dict) -> str:
     late = rep.get("sim_lateness_ms")
     if late:
         lines.insert(3, f"simulator behind its schedule: p50 {late.get('p50')} ms, p99 {late.get('p99')} ms "
-                        "(included in every latency below)")
+                        "(beat_to_* below start when the device published; from the schedule, with that "
+                        "lateness: " + _p99s(rep.get("latency_ms_from_schedule") or {}) + ")")
     step = rep.get("clock_step_s")
     if step is not None and abs(step) > CLOCK_STEP_TOLERANCE_S:
         lines.insert(3, f"WARNING: wall clock stepped by {step:+.1f} s during the run: latencies spanning it are "

@@ -87,22 +87,32 @@ def alert_accounting(truth: Truth, patients: set[str], alerts: list[dict[str, An
 
 
 def latencies(flagged: list[dict[str, Any]], alerts: list[dict[str, Any]], screen: list[dict[str, Any]],
-              assignments: list[dict[str, Any]], truth: Truth, patients: set[str]) -> dict[str, list[float]]:
+              assignments: list[dict[str, Any]], truth: Truth, patients: set[str],
+              from_publish: bool = True) -> dict[str, list[float]]:
+    """Latency samples (ms) per hop. ``beat_to_*`` start when the device published the frame
+    that completed the beat (``from_publish``, the simulator's truth file says when), or at
+    that frame's scheduled end (its device clock; a late simulator's lateness included)."""
     lat: dict[str, list[float]] = {h: [] for h in HOPS}
+    by_patient = {d.patient_id: d for d in truth.devices.values()}
+
+    def start(tr: dict[str, Any], dev: Any) -> int:
+        t0 = int(tr["device_sent_ms"])
+        return t0 + dev.publish_late_ms.get(t0, 0) if from_publish and dev is not None else t0
+
     for r in first_by(flagged, lambda r: (r.get("id"), r.get("revision", 0))).values():
         tr = r.get("trace") or {}
         end = tr.get("kafka_produced_ms") or r.get("_kafka_ts")
         if tr.get("device_sent_ms") and end:
-            lat["beat_to_kafka"].append(end - tr["device_sent_ms"])
+            lat["beat_to_kafka"].append(end - start(tr, truth.devices.get(r.get("device_id", ""))))
     first_alert = first_by(alerts, lambda r: r["alert_id"])
     for a in first_alert.values():
         tr = a.get("trace") or {}
         if tr.get("device_sent_ms") and tr.get("alert_written_ms"):
-            lat["beat_to_alert"].append(tr["alert_written_ms"] - tr["device_sent_ms"])
+            lat["beat_to_alert"].append(tr["alert_written_ms"] - start(tr, by_patient.get(a.get("patient_id"))))
     for a in first_by(screen, lambda r: r["alert_id"]).values():
         tr = a.get("trace") or {}
         if tr.get("device_sent_ms"):
-            lat["beat_to_screen"].append(a["_arrived_ms"] - tr["device_sent_ms"])
+            lat["beat_to_screen"].append(a["_arrived_ms"] - start(tr, by_patient.get(a.get("patient_id"))))
     for asg in first_by(assignments, lambda r: r["alert_id"]).values():
         a = first_alert.get(asg["alert_id"])
         if a is not None and asg["assigned_at_ms"] < a.get("opened_at_ms", 0):

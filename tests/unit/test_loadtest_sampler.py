@@ -81,3 +81,25 @@ def test_a_wall_clock_step_during_the_run_is_measured_and_reported(monkeypatch) 
     assert "WARNING: wall clock stepped by +150.0 s" in format_report(rep)
     rep["clock_step_s"] = 0.02
     assert "stepped" not in format_report(rep)
+
+
+def test_latency_starts_when_the_device_published_and_the_schedule_based_one_keeps_the_lateness(tmp_path) -> None:
+    import json
+
+    from simulators.ground_truth import load_truth
+    from simulators.loadtest.report import latencies
+
+    # two 1 s frames at 360 Hz: the first published on time, the second 700 ms late
+    frames = [{"t": "frame", "device": "dev-1", "site": "s", "patient": "pat-1", "seq": k, "first": 360 * k,
+               "n": 360, "fs_hz": 360.0, "device_time_ms": 1_000_000 + 1000 * k,
+               "sent_ms": 1_000_000 + 1000 * (k + 1) + 700 * k, "beats": []} for k in (0, 1)]
+    (tmp_path / "truth.jsonl").write_text("".join(json.dumps(f) + "\n" for f in frames))
+    truth = load_truth(tmp_path / "truth.jsonl")
+    end0, end1 = 1_001_000, 1_002_000  # the frames' scheduled ends: the gateway's device_sent_ms
+    flagged = [{"id": "dev-1:10", "device_id": "dev-1", "trace": {"device_sent_ms": end0, "kafka_produced_ms": end0 + 150}},
+               {"id": "dev-1:400", "device_id": "dev-1", "trace": {"device_sent_ms": end1, "kafka_produced_ms": end1 + 900}}]
+    screen = [{"alert_id": "a1", "patient_id": "pat-1", "_arrived_ms": end1 + 1200, "trace": {"device_sent_ms": end1}}]
+    pub = latencies(flagged, [], screen, [], truth, {"pat-1"})
+    sched = latencies(flagged, [], screen, [], truth, {"pat-1"}, from_publish=False)
+    assert sorted(pub["beat_to_kafka"]) == [150, 200] and pub["beat_to_screen"] == [500]
+    assert sorted(sched["beat_to_kafka"]) == [150, 900] and sched["beat_to_screen"] == [1200]
