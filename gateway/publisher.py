@@ -1,6 +1,8 @@
 """Drains the outbox to the upstream broker in order: QoS 1, bounded in-flight, delete on PUBACK.
 
-Runs on its own thread. While the broker is unreachable nothing is handed to paho (the
+Runs in steps (:meth:`Publisher.step`): on its own thread after :meth:`Publisher.start`, or
+called by the owner's loop (the gateway's processing thread, which also drives the upstream
+client, so nothing crosses threads). While the broker is unreachable nothing is handed to paho (the
 outbox holds it); after a reconnect paho resends what it had in flight (same payloads),
 then draining continues from the cursor. An entry in flight for longer than
 ``resend_after_s`` while connected is published again (at-least-once; ids are
@@ -19,7 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from gateway.outbox import Outbox
 
@@ -27,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class Publisher:
-    """Outbox -> MQTT. ``client`` is a connected-or-reconnecting paho client (network thread running)."""
+    """Outbox -> MQTT. ``client`` is a connected-or-reconnecting paho client (its network I/O run by
+    paho's thread, or by the owner's loop)."""
 
     def __init__(self, client: Any, outbox: Outbox, inflight: int = 200, resend_after_s: float = 30.0,
                  on_acked: Any = None, replay_window_s: float = 120.0, replay_delay_s: float = 5.0,
@@ -55,10 +58,11 @@ class Publisher:
         self.replayed = 0
         self._next_prune = 0.0
         self.last_progress_mono = time.monotonic()
+        self._last_step = 0.0
         self.refused = 0
         self._thread = threading.Thread(target=self._run, name="outbox-publisher", daemon=True)
 
-    # -- paho callbacks (network thread) ------------------------------------------------------
+    # -- paho callbacks (network I/O) ------------------------------------------------------
 
     def on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected = not reason.is_failure
@@ -92,16 +96,22 @@ class Publisher:
     # -- thread ---------------------------------------------------------------------------------
 
     def start(self) -> "Publisher":
+        """Run the steps on a thread of its own (else the owner calls :meth:`step`)."""
         self._thread.start()
         return self
 
     def wake(self) -> None:
         self._wake.set()
 
+    def due(self) -> bool:
+        """For an owner's loop: woken (new entries, acks, a connect) or 50 ms since the last step."""
+        return self._wake.is_set() or time.monotonic() - self._last_step >= 0.05
+
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     @property
     def inflight(self) -> int:
@@ -114,17 +124,25 @@ class Publisher:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(0.05)
-            self._wake.clear()
-            try:
-                self._settle_acks()
-                if self.connected:
-                    self._maybe_replay()
-                    self._check_resend()
-                    self._send_more()
-                self._maybe_prune()
-            except Exception:  # noqa: BLE001 - keep draining; the health check reports a stuck outbox
-                log.exception("outbox publisher error")
+            if not self.step():
                 time.sleep(0.5)
+
+    def step(self) -> bool:
+        """Settle acknowledgements, replay or resend when due, hand more entries to paho, prune.
+        False after an error (logged; the health check reports an outbox that stops draining)."""
+        self._wake.clear()
+        self._last_step = time.monotonic()
+        try:
+            self._settle_acks()
+            if self.connected:
+                self._maybe_replay()
+                self._check_resend()
+                self._send_more()
+            self._maybe_prune()
+        except Exception:  # noqa: BLE001 - keep draining; the health check reports a stuck outbox
+            log.exception("outbox publisher error")
+            return False
+        return True
 
     def _settle_acks(self) -> None:
         with self._lock:
@@ -199,12 +217,18 @@ class Publisher:
                 if not self.connected:
                     return
 
-    def drain(self, timeout_s: float) -> bool:
-        """Wait until the outbox is empty and acknowledged (shutdown); False on timeout."""
+    def drain(self, timeout_s: float, pump: Callable[[], Any] | None = None) -> bool:
+        """Wait until the outbox is empty and acknowledged (shutdown); False on timeout.
+
+        Without a thread of its own, ``pump`` runs the client's network I/O between steps."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self._wake.set()
             if self.idle():
                 return True
-            time.sleep(0.05)
+            if pump is None:
+                time.sleep(0.05)
+            else:
+                self.step()
+                pump()
         return self.idle()

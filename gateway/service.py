@@ -1,12 +1,13 @@
 """The gateway service: MQTT intake -> per-device signal core -> batched classification -> outbox -> MQTT.
 
-Threads: one processing thread reads the intake client itself, in rounds every
-``intake_poll_ms`` (:class:`emon_core.adapters.mqtt.CallerLoop`: no network thread, one
-``recv`` and one ``send`` of PUBACKs per round), and owns every :class:`DeviceSession` (a
-device's frames are handled in order). It runs a tick every ``tick_ms``: classify the ready
-beats of *all* devices in one classifier call, turn them into flagged beats and rhythm
-events, commit them to the outbox; the publisher thread (with paho's network thread of the
-upstream client) drains the outbox upstream.
+One processing thread does all the MQTT and the processing (no network threads, nothing
+handed between threads): it reads the intake client itself, in rounds every
+``intake_poll_ms`` (:class:`emon_core.adapters.mqtt.CallerLoop`: one ``recv`` and one
+``send`` of PUBACKs per round), and owns every :class:`DeviceSession` (a device's frames are
+handled in order). It runs a tick every ``tick_ms``: classify the ready beats of *all*
+devices in one classifier call, turn them into flagged beats and rhythm events, commit them
+to the outbox; then a :class:`Publisher` step hands new outbox entries to the upstream
+client, which the same thread drives. Other threads: the HTTP endpoints and the model watcher.
 
 Each device's session is checkpointed to ``sessions.db`` in the state dir (see
 :mod:`gateway.checkpoint`): at the tick after classification, every ``checkpoint_every_s``
@@ -548,6 +549,7 @@ class GatewayService:
         self.up = create_client(self.mqtt, client_id=f"{self.gateway_id}-up", on_connect=self._on_up_connect,
                                 will=Will(gateway_status_topic(settings.site_id), will_payload, 1, True),
                                 max_inflight=max(20, settings.outbox_inflight), buffered_reads=True)
+        self.up_loop = CallerLoop(self.up, self.mqtt, clean_start=True, reconnect_s=(1.0, 2.0))
         self.publisher = Publisher(self.up, self.outbox, settings.outbox_inflight, on_acked=self.pipeline.on_published,
                                    replay_window_s=settings.replay_window_s, replay_delay_s=settings.replay_delay_s,
                                    on_replay=self.metrics.replayed.inc)
@@ -559,7 +561,6 @@ class GatewayService:
         self.intake.on_message = self._on_message
         self.intake_loop = CallerLoop(self.intake, self.mqtt, clean_start=False,
                                       session_expiry_s=settings.mqtt.session_expiry_s, reconnect_s=(1.0, 2.0))
-        self.up.reconnect_delay_set(1, 2)  # back quickly after a broker restart
         self.intake.on_disconnect = self._on_in_disconnect
         self.http = HttpEndpoints(settings.http_host, settings.http_port, self.metrics.registry, self.health)
         self.model_watcher = ModelWatcher(settings, classifier, self.metrics, settings.model_watch_s)
@@ -615,7 +616,6 @@ class GatewayService:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def run(self, connect_timeout_s: float = 30.0) -> int:
-        from emon_core.adapters.mqtt import connect_and_wait
         from gateway.signal.warmup import warm_kernels
 
         warm_s = warm_kernels()  # before the intake connects: a cold numba cache costs ~10 s
@@ -629,8 +629,7 @@ class GatewayService:
             signal.signal(sig, lambda *_: self.stopping.set())
         signal.signal(signal.SIGHUP, lambda *_: self.model_watcher.poke())  # check the model file now
         self.model_watcher.start()
-        self.publisher.start()
-        self._connect(connect_timeout_s, connect_and_wait)
+        self._connect(connect_timeout_s)
         self._publish_status(True)
         try:
             self._loop()
@@ -638,14 +637,12 @@ class GatewayService:
             self._shutdown()
         return 0
 
-    def _connect(self, timeout_s: float, connect_and_wait: Any) -> None:
+    def _connect(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        attempts = ((lambda: connect_and_wait(self.up, self.mqtt, timeout_s=10.0, clean_start=True)),
-                    (lambda: self.intake_loop.connect(timeout_s=10.0)))
-        for attempt in attempts:
+        for attempt in (self.up_loop.connect, self.intake_loop.connect):
             while True:
                 try:
-                    attempt()
+                    attempt(10.0)
                     break
                 except Exception as err:  # noqa: BLE001 - bounded wait for the broker
                     from emon_core.errors import ConfigError
@@ -679,7 +676,7 @@ class GatewayService:
             now = time.monotonic()
             if now >= next_tick:
                 if self.pipeline.tick(now):
-                    self.publisher.wake()
+                    self.publisher.wake()  # publish what the tick committed in this turn
                 self.loop_alive_mono = now
                 self.metrics.queue.set(self.last_round)
                 self.metrics.outbox_depth.set(len(self.outbox))
@@ -693,6 +690,9 @@ class GatewayService:
             if now >= next_status:
                 self._publish_status(True)
                 next_status = now + 60.0
+            if self.publisher.due():
+                self.publisher.step()
+            self.up_loop.poll()  # sends what the step handed to paho, reads PUBACKs, reconnects
 
     def _intake_round(self) -> bool:
         """Read what arrived (at most ``intake_round_frames``) and process it; True if more waits."""
@@ -720,12 +720,11 @@ class GatewayService:
         log.info("checkpointed %d device session(s)", n)
         self.checkpoints.close()
         self._publish_status(False)
-        drained = self.publisher.drain(self.settings.drain_timeout_s)
+        drained = self.publisher.drain(self.settings.drain_timeout_s, pump=lambda: self.up_loop.poll(wait_s=0.02))
         log.info("gateway stopped: outbox %s (%d left)", "drained" if drained else "NOT drained", len(self.outbox))
         self.publisher.stop()
         try:
-            self.up.disconnect()
-            self.up.loop_stop()
+            self.up_loop.disconnect()
         except Exception:  # noqa: BLE001
             log.debug("upstream disconnect failed", exc_info=True)
         self.http.stop()
