@@ -95,7 +95,10 @@ class DeviceSession:
         self.pending: list[PendingBeats] = []
         self.window = WindowStats(start_index=frame.first_sample_index)
         self.summary_period = max(1, int(round(settings.summary_period_s * self.fs)))
-        self.next_summary_index = (frame.first_sample_index // self.summary_period + 1) * self.summary_period
+        # staggered across devices: devices switched on together must not all send in the same tick
+        # (1,000 summaries at once queued the flagged beats behind them for up to ~1 s)
+        self._summary_offset = zlib.crc32(b"summary:" + self.device_id.encode()) % self.summary_period
+        self.next_summary_index = self.summary_boundary_after(frame.first_sample_index)
         keep_s = settings.strip_event_s + 6.0
         self._raw_keep = int(keep_s * self.fs)
         self._raw = np.empty(0, dtype=np.float32)
@@ -242,6 +245,11 @@ class DeviceSession:
         self.silent = True
         return self.rhythm.signal("silent", self.expected_index, True, "device silent", immediate=True)
 
+    def summary_boundary_after(self, index: int) -> int:
+        """The first summary window end after sample ``index`` (every period, at this device's phase)."""
+        p, o = self.summary_period, self._summary_offset
+        return ((index - o) // p + 1) * p + o
+
     def summary_due(self) -> bool:
         return self.expected_index >= self.next_summary_index
 
@@ -250,7 +258,7 @@ class DeviceSession:
         end = self.next_summary_index
         w = self.window
         self.window = WindowStats(start_index=end)
-        self.next_summary_index = (self.expected_index // self.summary_period + 1) * self.summary_period
+        self.next_summary_index = self.summary_boundary_after(self.expected_index)
         return w, end
 
     # -- beats --------------------------------------------------------------------------------
@@ -355,7 +363,7 @@ class DeviceSession:
         s.expected_index = ck.valid_index  # (without a tail the pipeline was reset at valid_index above)
         s.det_state = s.detector.signal_state if ck.tail.size else SignalState.FLAT
         s.window = WindowStats(start_index=ck.valid_index)
-        s.next_summary_index = (ck.valid_index // s.summary_period + 1) * s.summary_period
+        s.next_summary_index = s.summary_boundary_after(ck.valid_index)
         s.restored_from = ck.valid_index
         s._resume_gap = True
         s.mark_checkpointed()

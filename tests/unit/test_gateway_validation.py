@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -188,5 +189,8 @@ def test_silent_device_raises_signal_loss_then_is_evicted_and_summaries_flow(pip
     assert loss and loss[0].onset_sample_index == 25 * 250
     assert loss[-1].revision >= 1  # closed when the device was evicted
     summaries = [m for m in msgs if m.type == "patient_summary"]
-    assert [m.id for m in summaries] == [f"{dev}:summary:2500", f"{dev}:summary:5000"]
-    assert summaries[0].frames_received == 10 and summaries[0].patient_id == "pat-00007"
+    # every 10 s of signal (2,500 samples at 250 Hz), at this device's own phase (842 for dev-00007)
+    phase = zlib.crc32(b"summary:" + dev.encode()) % 2500
+    assert phase == 842
+    assert [m.id for m in summaries] == [f"{dev}:summary:{e}" for e in (842, 3342, 5842)]
+    assert [m.frames_received for m in summaries] == [4, 10, 10] and summaries[1].patient_id == "pat-00007"
